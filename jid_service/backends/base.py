@@ -1,0 +1,132 @@
+"""The one interface every JID backend implements.
+
+The JID validates a control document into a :class:`SubmitSpec` (argv checked,
+paths resolved, Slurm options allow-listed) before any backend sees it, so a
+backend never parses caller text itself.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobStatus(str, enum.Enum):
+    """ARP job statuses."""
+
+    SUBMITTED = "SUBMITTED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    EXITED = "EXITED"
+
+    @property
+    def finished(self) -> bool:
+        """True once the job can no longer change state."""
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.EXITED)
+
+
+class SubmitSpec(BaseModel):
+    """A validated submission: everything a backend needs, nothing free-form."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_key: str = Field(description="the control document's _id")
+    experiment: str
+    run: str
+    user: str
+    taskname: str
+    config_path: Path
+    debug: bool = False
+    slurm_args: tuple[str, ...] = ()
+
+
+class Submitted(BaseModel):
+    """What a backend returns from a submission."""
+
+    tool_id: str
+    log_path: str | None = None
+
+
+class BackendJobState(BaseModel):
+    """A job's state as the scheduler reports it, mapped to an ARP status."""
+
+    tool_id: str
+    status: JobStatus
+    raw_status: str
+    exit_code: int | None = None
+
+
+class LogChunk(BaseModel):
+    """Bytes of a job's log from an offset."""
+
+    text: str
+    offset: int
+    next_offset: int
+
+
+class Rendering(BaseModel):
+    """A dry run: the exact submission a backend would make."""
+
+    backend: str
+    argv: list[str] | None = None
+    script: str | None = None
+
+
+class BackendError(Exception):
+    """A backend failed in a way the caller can act on."""
+
+
+class BackendUnavailable(BackendError):
+    """The scheduler or gateway cannot be reached now; retry later (HTTP 503)."""
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SubmissionRejected(BackendError):
+    """The scheduler refused the job (HTTP 422): nothing was submitted."""
+
+
+class Backend(abc.ABC):
+    """Submit, poll, read logs of and cancel managed-task jobs."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def submit(self, spec: SubmitSpec) -> Submitted:
+        """Submit one job; raise SubmissionRejected or BackendUnavailable."""
+
+    @abc.abstractmethod
+    async def statuses(self, tool_ids: list[str]) -> dict[str, BackendJobState]:
+        """States of many jobs in one scheduler call. Unknown ids are left out."""
+
+    @abc.abstractmethod
+    async def read_log(self, tool_id: str, log_path: str | None, offset: int, limit: int) -> LogChunk:
+        """Read up to ``limit`` bytes of the job's log from ``offset``."""
+
+    @abc.abstractmethod
+    async def cancel(self, tool_id: str) -> None:
+        """Cancel the job; cancelling a finished job is not an error."""
+
+    @abc.abstractmethod
+    def render(self, spec: SubmitSpec) -> Rendering:
+        """The exact argv or batch script ``submit`` would use, without submitting."""
+
+    @abc.abstractmethod
+    async def health(self) -> None:
+        """Raise BackendUnavailable unless the scheduler answers."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release clients and background work."""
+
+
+def log_path_for(log_dir: Path, spec: SubmitSpec, date: str, job_id: str) -> Path:
+    """The log file name submit_slurm.sh uses: NAME_EXPERIMENT_rRUN(04d)_DATE_JOBID.out."""
+    run = spec.run.split("_", 1)[0]
+    run_part = f"{int(run):04d}" if run.isdigit() else run
+    return log_dir / f"{spec.taskname}_{spec.experiment}_r{run_part}_{date}_{job_id}.out"
