@@ -1,0 +1,229 @@
+"""Dynamic workflow definitions (``launch_airflow.py -W workflow.yaml``).
+
+A definition is LUTE's tree of steps::
+
+    task_name: Tester
+    slurm_params: "--ntasks=2"     # optional; replaces the run's Slurm arguments
+    next:
+      - task_name: BinaryTester
+        next: []
+
+Unlike LUTE, which keeps the one user workflow in a global Airflow Variable
+(two launches at once race on it), each distinct definition is stored as its
+own file named by its content hash, and the DAG factory
+``workflows/airflow/dynamic.py`` builds one DAG per file with the id
+``lute_dyn_<hash12>``. Two different workflows therefore never overwrite each
+other, and re-launching the same workflow reuses its DAG.
+
+This module must not import Airflow: the launcher uses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DAG_ID_PREFIX = "lute_dyn_"
+"""Every dynamic workflow's DAG id starts with this."""
+
+HASH_CHARS_IN_DAG_ID = 12
+
+_TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_MAX_DEPTH = 64
+_MAX_STEPS = 256
+
+
+class WorkflowDefinitionError(ValueError):
+    """A workflow definition file cannot be read or is invalid."""
+
+
+class WorkflowStep(BaseModel):
+    """One step of a dynamic workflow: a managed task and the steps after it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task_name: str = Field(description="managed task name, e.g. Tester")
+    slurm_params: str = Field(
+        default="",
+        description="if non-empty, replaces ALL the run's Slurm arguments for this step",
+    )
+    next: tuple[WorkflowStep, ...] = Field(default=(), description="steps run after this one")
+
+    @field_validator("task_name")
+    @classmethod
+    def _check_task_name(cls, value: str) -> str:
+        if not _TASK_NAME.match(value):
+            raise ValueError(
+                f"task_name {value!r} is not a managed task name (letters, digits, underscores)"
+            )
+        return value
+
+    @field_validator("slurm_params", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return "" if value is None else value
+
+    @field_validator("next", mode="before")
+    @classmethod
+    def _none_is_no_steps(cls, value: object) -> object:
+        return () if value is None else value
+
+    def walk(self) -> Iterator[WorkflowStep]:
+        """Every step of the tree, depth first, this one first."""
+        yield self
+        for child in self.next:
+            yield from child.walk()
+
+
+class WorkflowDefinition(BaseModel):
+    """A whole dynamic workflow: the root step of the tree."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: WorkflowStep
+
+    @model_validator(mode="after")
+    def _check_size(self) -> WorkflowDefinition:
+        def depth(step: WorkflowStep, level: int) -> int:
+            if level > _MAX_DEPTH:
+                raise ValueError(f"workflow is nested deeper than {_MAX_DEPTH} steps")
+            return max([level, *(depth(c, level + 1) for c in step.next)])
+
+        depth(self.root, 1)
+        count = sum(1 for _ in self.root.walk())
+        if count > _MAX_STEPS:
+            raise ValueError(f"workflow has {count} steps; at most {_MAX_STEPS} are allowed")
+        return self
+
+    @classmethod
+    def from_data(cls, data: object) -> WorkflowDefinition:
+        """Validate LUTE's tree (a mapping with ``task_name`` at the top)."""
+        return cls(root=WorkflowStep.model_validate(data))
+
+    def to_data(self) -> dict:
+        """The tree as plain data, in LUTE's shape (``next`` always present)."""
+
+        def dump(step: WorkflowStep) -> dict:
+            return {
+                "task_name": step.task_name,
+                "slurm_params": step.slurm_params,
+                "next": [dump(c) for c in step.next],
+            }
+
+        return dump(self.root)
+
+    def canonical_json(self) -> str:
+        """The canonical JSON text the content hash is taken of."""
+        return json.dumps(self.to_data(), sort_keys=True, separators=(",", ":"))
+
+    def content_hash(self) -> str:
+        """Hex sha256 of the canonical JSON: equal trees give equal hashes."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    @property
+    def dag_id(self) -> str:
+        """The DAG id of this workflow: ``lute_dyn_<first 12 hex of the hash>``."""
+        return f"{DAG_ID_PREFIX}{self.content_hash()[:HASH_CHARS_IN_DAG_ID]}"
+
+    def steps(self) -> list[WorkflowStep]:
+        """Every step, depth first."""
+        return list(self.root.walk())
+
+    def task_names(self) -> list[str]:
+        """The distinct managed task names, in first-seen order."""
+        seen: dict[str, None] = {}
+        for step in self.root.walk():
+            seen.setdefault(step.task_name, None)
+        return list(seen)
+
+
+def parse_definition(text: str, source: str = "<string>") -> WorkflowDefinition:
+    """Parse a definition from YAML (or JSON) text; errors name ``source``."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise WorkflowDefinitionError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise WorkflowDefinitionError(
+            f"{source}: a workflow definition is a mapping with task_name and next"
+        )
+    try:
+        return WorkflowDefinition.from_data(data)
+    except ValueError as exc:
+        raise WorkflowDefinitionError(f"{source}: invalid workflow definition: {exc}") from exc
+
+
+def load_definition(path: str | os.PathLike[str]) -> WorkflowDefinition:
+    """Read and validate a definition file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WorkflowDefinitionError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_definition(text, source=str(path))
+
+
+def definitions_dir() -> Path:
+    """Where stored definitions live: ``$LUTE_WORKFLOW_DEFS_DIR`` or the repo default."""
+    env = os.environ.get("LUTE_WORKFLOW_DEFS_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "workflows" / "airflow" / "dynamic_defs"
+
+
+def store_definition(
+    defn: WorkflowDefinition, directory: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write ``<hash>.yaml`` into ``directory`` atomically and return its path.
+
+    Storing the same definition twice is harmless: the content and the name
+    are the same, and the rename replaces the file in one step, so the DAG
+    processor never sees a half-written file.
+    """
+    target_dir = Path(directory) if directory is not None else definitions_dir()
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / f"{defn.content_hash()}.yaml"
+    text = yaml.safe_dump(defn.to_data(), sort_keys=False)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".yaml.part", dir=target_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def stored_definitions(
+    directory: str | os.PathLike[str] | None = None,
+) -> list[tuple[Path, WorkflowDefinition]]:
+    """Every valid stored definition, sorted by file name.
+
+    Files whose name is not their content hash, or that fail validation, are
+    skipped: the DAG factory must never break on one bad file.
+    """
+    source_dir = Path(directory) if directory is not None else definitions_dir()
+    if not source_dir.is_dir():
+        return []
+    found: list[tuple[Path, WorkflowDefinition]] = []
+    for path in sorted(source_dir.glob("*.yaml")):
+        try:
+            defn = load_definition(path)
+        except WorkflowDefinitionError:
+            continue
+        if defn.content_hash() != path.stem:
+            continue
+        found.append((path, defn))
+    return found
