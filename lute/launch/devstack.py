@@ -1,0 +1,510 @@
+"""The embedded dev stack: Airflow 3 and the JID on loopback, one command.
+
+``lute-dev-stack up [--slurm] [--airflow-port P] [--jid-port P]`` starts
+Airflow (``db migrate``, then api-server, scheduler, dag-processor, triggerer;
+SQLite; LocalExecutor; DAGs from ``workflows/airflow``) and the JID (``local``
+backend, or ``slurm`` with ``--slurm``; SQLite store; generated secret and
+token), waits until all are healthy, and writes the launcher's user config
+(``<state dir>/launch.yaml``, mode 0600). ``down`` stops exactly the processes
+``up`` recorded; ``status`` reports them. The state dir is ``.dev/`` under the
+repository root unless ``--state-dir`` or ``$LUTE_DEV_STATE_DIR`` says otherwise.
+
+The same machinery is importable: ``with Stack(state_dir, 34080, 34000) as s:``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import jwt
+
+from lute.launch.processes import (
+    ProcessRecord,
+    log_tail,
+    read_records,
+    spawn,
+    stop_records,
+)
+from lute.launch.userconfig import Profile, write_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_STATE_DIR = REPO_ROOT / ".dev"
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+HEALTH_KEYS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+ADMIN_USER = "admin"
+
+
+class StackError(RuntimeError):
+    """A stack component failed to start or become healthy."""
+
+
+def _bin(name: str) -> str:
+    """An executable of the running interpreter's environment (the venv)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def mint_jid_token(secret: str, user: str, ttl_s: int = 7 * 24 * 3600) -> str:
+    """A JID bearer token (HS256) for ``user`` on every experiment."""
+    now = int(time.time())
+    claims = {"sub": user, "experiments": "*", "admin": True, "iat": now, "exp": now + ttl_s}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class Stack:
+    """Airflow 3 + JID on loopback, each process in its own session, pids recorded.
+
+    ``state_dir`` holds everything: ``airflow/`` (AIRFLOW_HOME, SQLite DB,
+    logs), ``jid/`` (the JID's state and DB), ``logs/`` (one log per process),
+    ``pids/``, ``stack.json`` and ``launch.yaml`` (the launcher's user config).
+    Secrets are generated once per state dir and kept (0600), so a restarted
+    stack keeps its credentials.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | str = DEFAULT_STATE_DIR,
+        airflow_port: int = 28080,
+        jid_port: int = 28000,
+        backend: str = "local",
+        *,
+        dags_folder: Path | str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        jid_env: Mapping[str, str] | None = None,
+        parallelism: int = 4,
+        dag_refresh_s: int = 5,
+        allowed_config_roots: list[str] | None = None,
+        timeout: float = 180.0,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.airflow_port = airflow_port
+        self.jid_port = jid_port
+        if backend not in ("local", "slurm", "firecrest"):
+            raise ValueError(f"unknown JID backend {backend!r}")
+        self.backend = backend
+        self.dags_folder = Path(dags_folder or REPO_ROOT / "workflows" / "airflow").resolve()
+        self.extra_env = dict(extra_env or {})
+        self.jid_env = dict(jid_env or {})
+        self.parallelism = parallelism
+        self.dag_refresh_s = dag_refresh_s
+        self.allowed_config_roots = allowed_config_roots or [str(REPO_ROOT), "/tmp"]  # noqa: S108
+        self.timeout = timeout
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def airflow_home(self) -> Path:
+        """AIRFLOW_HOME of this stack."""
+        return self.state_dir / "airflow"
+
+    @property
+    def pid_dir(self) -> Path:
+        """Where the pid records live."""
+        return self.state_dir / "pids"
+
+    @property
+    def log_dir(self) -> Path:
+        """One log file per process."""
+        return self.state_dir / "logs"
+
+    @property
+    def launch_config_path(self) -> Path:
+        """The launcher's user config written by :meth:`start`."""
+        return self.state_dir / "launch.yaml"
+
+    @property
+    def airflow_url(self) -> str:
+        """Base URL of the api-server."""
+        return f"http://127.0.0.1:{self.airflow_port}"
+
+    @property
+    def jid_url(self) -> str:
+        """Base URL of the JID (without the ``/jid/ws`` path)."""
+        return f"http://127.0.0.1:{self.jid_port}"
+
+    # ---------------------------------------------------------------- secrets
+    def _secrets(self) -> dict[str, str]:
+        path = self.state_dir / "secrets.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        values = {
+            "airflow_password": secrets.token_urlsafe(18),
+            "airflow_jwt_secret": secrets.token_urlsafe(32),
+            "airflow_secret_key": secrets.token_urlsafe(32),
+            "jid_secret": secrets.token_urlsafe(32),
+        }
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(values, fh)
+        return values
+
+    @property
+    def password(self) -> str:
+        """The Airflow admin user's password."""
+        return self._secrets()["airflow_password"]
+
+    @property
+    def username(self) -> str:
+        """The Airflow admin user's name."""
+        return ADMIN_USER
+
+    @property
+    def jid_token(self) -> str:
+        """A JID token for the launcher and Airflow (long-lived, dev only)."""
+        tok_path = self.state_dir / "jid_token"
+        if tok_path.exists():
+            return tok_path.read_text().strip()
+        token = mint_jid_token(self._secrets()["jid_secret"], ADMIN_USER)
+        fd = os.open(tok_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        return token
+
+    # ---------------------------------------------------------------- env
+    def _base_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        venv_bin = str(Path(sys.executable).parent)
+        env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.extra_env)
+        return env
+
+    def airflow_env(self) -> dict[str, str]:
+        """Environment for every Airflow component."""
+        sec = self._secrets()
+        home = self.airflow_home
+        env = self._base_env()
+        conn = {
+            "conn_type": "jid",
+            "host": "127.0.0.1",
+            "port": self.jid_port,
+            "schema": "http",
+            "password": self.jid_token,
+        }
+        env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.airflow_port),
+                "AIRFLOW__API__BASE_URL": self.airflow_url,
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__SECRET_KEY": sec["airflow_secret_key"],
+                "AIRFLOW__API_AUTH__JWT_SECRET": sec["airflow_jwt_secret"],
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(self.dag_refresh_s),
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(self.dag_refresh_s),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.airflow_port + 1),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.airflow_port + 2),
+                "AIRFLOW_CONN_JID_DEFAULT": json.dumps(conn),
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def jid_environment(self) -> dict[str, str]:
+        """Environment of the JID process."""
+        jid_dir = self.state_dir / "jid"
+        env = self._base_env()
+        env.update(
+            {
+                "JID_BACKEND": self.backend,
+                "JID_AUTH_SECRET": self._secrets()["jid_secret"],
+                "JID_DB_URL": f"sqlite:///{jid_dir / 'jid.db'}",
+                "JID_STATE_DIR": str(jid_dir),
+                "JID_ALLOWED_CONFIG_ROOTS": json.dumps(self.allowed_config_roots),
+                "JID_LOCAL_MAX_PARALLEL": "4",
+                "LUTE_LOG_DIR": str(jid_dir / "slurm_logs"),
+            }
+        )
+        env.update(self.extra_env)
+        env.update(self.jid_env)
+        return env
+
+    def jid_argv(self) -> list[str]:
+        """The JID's command line."""
+        return [_bin("jid-service"), "serve", "--host", "127.0.0.1", "--port", str(self.jid_port)]
+
+    # ---------------------------------------------------------------- control
+    def _write_passwords(self) -> None:
+        # Pre-seed SimpleAuthManager's password file so the password is ours
+        # (generated per stack) instead of one printed into a log.
+        self.airflow_home.mkdir(parents=True, exist_ok=True)
+        path = self.airflow_home / "passwords.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({ADMIN_USER: self.password}, fh)
+
+    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> ProcessRecord:
+        rec, proc = spawn(
+            name, argv, env=env, cwd=self.state_dir, log_dir=self.log_dir, pid_dir=self.pid_dir
+        )
+        self._procs.append(proc)
+        return rec
+
+    def _reap(self) -> None:
+        for proc in self._procs:
+            proc.poll()
+
+    def running(self) -> list[ProcessRecord]:
+        """Records of this stack's processes that are still running."""
+        return [r for r in read_records(self.pid_dir) if r.is_alive()]
+
+    def start(self) -> Stack:
+        """Start every component and wait until all are healthy (or raise StackError)."""
+        if self.running():
+            raise StackError(
+                f"a stack already runs from {self.state_dir} "
+                f"({', '.join(r.name for r in self.running())}); stop it first"
+            )
+        for d in (self.state_dir, self.log_dir, self.pid_dir, self.state_dir / "jid"):
+            d.mkdir(parents=True, exist_ok=True)
+        self._write_passwords()
+        t0 = time.monotonic()
+        try:
+            self._migrate()
+            env = self.airflow_env()
+            airflow = _bin("airflow")
+            jid = self._spawn("jid", self.jid_argv(), self.jid_environment())
+            recs = [jid]
+            for comp in AIRFLOW_COMPONENTS:
+                argv = [airflow, comp]
+                if comp == "api-server":
+                    argv += ["--host", "127.0.0.1", "--port", str(self.airflow_port)]
+                recs.append(self._spawn(comp, argv, env))
+            self._wait_healthy(recs, t0)
+        except BaseException:
+            self.stop()
+            raise
+        self._write_state()
+        return self
+
+    def _migrate(self) -> None:
+        log = self.log_dir / "db-migrate.log"
+        with open(log, "ab") as fh:
+            try:
+                rc = subprocess.run(
+                    [_bin("airflow"), "db", "migrate"],
+                    env=self.airflow_env(),
+                    cwd=self.state_dir,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    timeout=self.timeout,
+                    check=False,
+                ).returncode
+            except subprocess.TimeoutExpired:
+                rc = -1
+        if rc != 0:
+            raise StackError(f"`airflow db migrate` failed (rc {rc}):\n{log_tail(log)}")
+
+    def _wait_healthy(self, recs: list[ProcessRecord], t0: float) -> None:
+        deadline = t0 + self.timeout
+        pending = {"airflow", "execution", "jid"}
+        last = "not started"
+        with httpx.Client(timeout=5.0) as client:
+            delay = 0.2
+            while pending:
+                self._reap()
+                for rec in recs:
+                    if not rec.is_alive():
+                        raise StackError(
+                            f"{rec.name} exited during start-up; last lines of "
+                            f"{rec.log_path}:\n{log_tail(rec.log_path)}"
+                        )
+                if time.monotonic() > deadline:
+                    names = ", ".join(sorted(pending))
+                    tails = "\n".join(
+                        f"--- {r.name} ({r.log_path}):\n{log_tail(r.log_path, 10)}" for r in recs
+                    )
+                    raise StackError(
+                        f"not healthy after {self.timeout:.0f} s: {names} ({last})\n{tails}"
+                    )
+                try:
+                    if "jid" in pending:
+                        r = client.get(f"{self.jid_url}/healthz")
+                        if r.status_code == 200:
+                            pending.discard("jid")
+                        else:
+                            last = f"jid /healthz {r.status_code}"
+                    if "airflow" in pending:
+                        r = client.get(f"{self.airflow_url}/api/v2/monitor/health")
+                        if r.status_code == 200:
+                            body = r.json()
+                            bad = [
+                                k
+                                for k in HEALTH_KEYS
+                                if (body.get(k) or {}).get("status") != "healthy"
+                            ]
+                            if not bad:
+                                pending.discard("airflow")
+                            else:
+                                last = f"airflow components not healthy yet: {bad}"
+                        else:
+                            last = f"airflow health {r.status_code}"
+                    if "execution" in pending and "airflow" not in pending:
+                        # the first /execution/ call stalls for seconds: warm it
+                        # here rather than inside the first task
+                        r = client.get(f"{self.airflow_url}/execution/health", timeout=30.0)
+                        if r.status_code < 500:
+                            pending.discard("execution")
+                except (httpx.HTTPError, ValueError) as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                if pending:
+                    time.sleep(delay)
+                    delay = min(delay * 1.5, 1.0)
+
+    def _write_state(self) -> None:
+        prof = Profile(
+            airflow_url=self.airflow_url,
+            username=self.username,
+            password=self.password,
+            jid_url=self.jid_url,
+            jid_token=self.jid_token,
+        )
+        write_config(self.launch_config_path, {"default": prof, "test": prof})
+        state = {
+            "airflow_url": self.airflow_url,
+            "jid_url": self.jid_url,
+            "backend": self.backend,
+            "dags_folder": str(self.dags_folder),
+            "launch_config": str(self.launch_config_path),
+            "started": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        (self.state_dir / "stack.json").write_text(json.dumps(state, indent=2) + "\n")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop exactly the recorded processes (SIGTERM, SIGKILL after ``timeout``)."""
+        stop_records(read_records(self.pid_dir), self.pid_dir, timeout=timeout, reap=self._reap)
+        self._procs = [p for p in self._procs if p.poll() is None]
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / "stack.json").unlink()
+
+    def launcher_env(self) -> dict[str, str]:
+        """Environment variables that point the launcher at this stack."""
+        return {"LUTE_LAUNCH_CONFIG": str(self.launch_config_path)}
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# -------------------------------------------------------------------- CLI
+def _state_dir(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("LUTE_DEV_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def _up(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args.state_dir)
+    backend = "slurm" if args.slurm else "local"
+    if args.slurm:
+        script = REPO_ROOT / "launch_scripts" / "dev" / "start_slurm.sh"
+        rc = subprocess.run([str(script)], check=False).returncode
+        if rc != 0:
+            print(f"lute-dev-stack: {script} failed (rc {rc})", file=sys.stderr)
+            return 1
+    stack = Stack(
+        state_dir,
+        args.airflow_port,
+        args.jid_port,
+        backend,
+        parallelism=args.parallelism,
+        timeout=args.timeout,
+    )
+    t0 = time.monotonic()
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"lute-dev-stack: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"dev stack up in {time.monotonic() - t0:.1f} s ({backend} backend)\n"
+        f"  Airflow  {stack.airflow_url}  (user {stack.username}; password in "
+        f"{stack.launch_config_path})\n"
+        f"  JID      {stack.jid_url}\n"
+        f"  launcher config: export LUTE_LAUNCH_CONFIG={stack.launch_config_path}\n"
+        f"  stop with: lute-dev-stack down"
+        + (f" --state-dir {state_dir}" if args.state_dir else "")
+    )
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stack = Stack(_state_dir(args.state_dir))
+    recs = read_records(stack.pid_dir)
+    stack.stop()
+    print(f"stopped {len(recs)} recorded process(es)" if recs else "nothing recorded to stop")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    stack = Stack(_state_dir(args.state_dir))
+    recs = read_records(stack.pid_dir)
+    if not recs:
+        print(f"no dev stack recorded in {stack.state_dir}")
+        return 3
+    state_file = stack.state_dir / "stack.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        print(f"Airflow {state['airflow_url']}  JID {state['jid_url']}  ({state['backend']})")
+    all_alive = True
+    for rec in recs:
+        alive = rec.is_alive()
+        all_alive &= alive
+        print(f"  {rec.name:<14} pid {rec.pid:<8} {'running' if alive else 'DEAD'}  {rec.log_path}")
+    return 0 if all_alive else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lute-dev-stack`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="lute-dev-stack", description="Run Airflow 3 and the JID locally for development."
+    )
+    parser.add_argument("--state-dir", help="state directory (default: .dev/ in the repo)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the stack and wait until it is healthy")
+    up.add_argument("--slurm", action="store_true", help="JID on the real single-node Slurm")
+    up.add_argument("--airflow-port", type=int, default=28080)
+    up.add_argument("--jid-port", type=int, default=28000)
+    up.add_argument("--parallelism", type=int, default=4)
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health")
+    sub.add_parser("down", help="stop the processes `up` started")
+    sub.add_parser("status", help="show the recorded processes")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lute-dev-stack``."""
+    args = build_parser().parse_args(argv)
+    handler = {"up": _up, "down": _down, "status": _status}[args.command]
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
