@@ -1,0 +1,518 @@
+"""The ``slurm`` backend: submit through ``submit_slurm.sh``, poll with one ``squeue``.
+
+Every scheduler command runs as an argv list through
+:func:`asyncio.create_subprocess_exec` (never a shell) with a timeout; on a
+timeout the whole process group is killed, because ``submit_slurm.sh`` starts
+``sbatch`` as a child.
+
+Polling (:meth:`SlurmBackend.statuses`) costs one ``squeue -t all -j ids`` per
+call, plus at most one fallback process for ids squeue no longer lists (jobs
+that ended more than ``MinJobAge`` seconds ago): ``sacct`` when accounting
+(slurmdbd) is on, ``sacct -c`` (the jobcomp/filetxt log) otherwise. Which of the
+two works is learnt once and remembered, so a tick never runs both.
+
+Measured on Slurm 22.05: ``squeue -j a,b`` with several ids lists the known ones
+and ignores the rest (rc 0), but ``squeue -j a`` with one unknown id fails with
+"Invalid job id specified" (rc 1): both mean "not listed" here, no retry needed.
+``squeue -O exit_code`` prints the raw wait status (768 = exit 3, 15 = signal 15).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from jid_service.backends.base import (
+    Backend,
+    BackendError,
+    BackendJobState,
+    BackendUnavailable,
+    LogChunk,
+    Rendering,
+    SubmissionRejected,
+    SubmitSpec,
+    Submitted,
+)
+from jid_service.backends.states import ExitCode, map_state, parse_exit_code
+
+log = logging.getLogger(__name__)
+
+FallbackMode = Literal["auto", "sacct", "jobcomp", "none"]
+
+SQUEUE_FORMAT = "JobID:|,State:|,exit_code:|,Comment:|,Reason:"
+"""squeue ``-O`` fields; Reason last, so a stray ``|`` there cannot shift a column."""
+
+SACCT_FORMAT = "JobIDRaw,State,ExitCode"
+
+# stderr of Slurm clients when the controller cannot be reached or answer in time
+_UNAVAILABLE_PATTERNS = (
+    "unable to contact slurm controller",
+    "connection refused",
+    "socket timed out",
+    "timed out",
+    "connect failure",
+    "zero bytes were transmitted",
+    "temporarily unable to accept job",
+    "transport endpoint is not connected",
+    "communication connection failure",
+    "slurmctld(primary) at",  # scontrol ping: "... is DOWN"
+    "unable to establish controller",
+    "no route to host",
+)
+# stderr of sbatch when the controller answered and refused this job
+_REJECTED_MARKERS = ("batch job submission failed", "sbatch: error:", "error:")
+_INVALID_JOB_ID = "invalid job id specified"
+_ACCOUNTING_DISABLED = "accounting storage is disabled"
+_ALREADY_ENDED = ("already completing or completed", "job/step already", _INVALID_JOB_ID)
+
+_SAFE_TAG = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+_JOB_ID = re.compile(r"\d+(?:_\d+)?")
+_STDOUT_FIELD = re.compile(r"(?:^|\s)StdOut=(\S*)")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished scheduler command printed, and its exit status."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def message(self) -> str:
+        """The command's error text (stderr, else stdout), stripped, for error messages."""
+        return (self.stderr.strip() or self.stdout.strip())[-2000:]
+
+
+def job_tag(job_key: str) -> str:
+    """The Slurm ``--comment`` that marks a job as the submission of ``job_key``.
+
+    Lets the backend find a job whose submission answer was lost (a timeout
+    after sbatch reached the controller) instead of submitting it twice. Keys
+    outside a safe character set are replaced by a hash, so caller text never
+    reaches Slurm verbatim.
+    """
+    if _SAFE_TAG.fullmatch(job_key):
+        return f"jid:{job_key}"
+    return "jid:sha256-" + hashlib.sha256(job_key.encode()).hexdigest()[:32]
+
+
+def is_unavailable_message(text: str) -> bool:
+    """True when a Slurm client's error text means the controller is unreachable or frozen."""
+    lowered = text.lower()
+    return any(p in lowered for p in _UNAVAILABLE_PATTERNS)
+
+
+def wait_status_exit_code(raw: str) -> ExitCode | None:
+    """squeue's ``exit_code`` (a raw wait status: 768 -> (3, 0), 15 -> (0, 15))."""
+    text = raw.strip()
+    if not text.isdigit():
+        return None
+    value = int(text)
+    return ExitCode((value >> 8) & 0xFF, value & 0x7F)
+
+
+def _state(tool_id: str, raw_state: str, exit_code: ExitCode | None) -> BackendJobState:
+    mapped = map_state(raw_state)
+    code = exit_code.code if (exit_code is not None and mapped.status.finished) else None
+    return BackendJobState(
+        tool_id=tool_id, status=mapped.status, raw_status=mapped.raw, exit_code=code
+    )
+
+
+def parse_squeue(output: str, wanted: Sequence[str] | None = None) -> dict[str, BackendJobState]:
+    """Parse ``squeue -h -O`` output in :data:`SQUEUE_FORMAT`; keep only ``wanted`` ids."""
+    keep = set(wanted) if wanted is not None else None
+    states: dict[str, BackendJobState] = {}
+    for line in output.splitlines():
+        fields = line.split("|", 4)
+        if len(fields) < 3:
+            continue
+        job_id, raw_state, raw_exit = (f.strip() for f in fields[:3])
+        if not _JOB_ID.fullmatch(job_id) or (keep is not None and job_id not in keep):
+            continue
+        states[job_id] = _state(job_id, raw_state, wait_status_exit_code(raw_exit))
+    return states
+
+
+def parse_squeue_comments(output: str) -> dict[str, str]:
+    """Map job id -> comment from ``squeue -h -O`` output in :data:`SQUEUE_FORMAT`."""
+    comments: dict[str, str] = {}
+    for line in output.splitlines():
+        fields = line.split("|", 4)
+        if len(fields) >= 4 and _JOB_ID.fullmatch(fields[0].strip()):
+            comments[fields[0].strip()] = fields[3].strip()
+    return comments
+
+
+def parse_sacct(output: str, wanted: Sequence[str] | None = None) -> dict[str, BackendJobState]:
+    """Parse ``sacct -P -n --format=JobIDRaw,State,ExitCode`` (also ``sacct -c``) output.
+
+    Job steps (``123.batch``) are skipped; the allocation line carries the
+    job's state. A job listed twice (requeued) keeps its last line.
+    """
+    keep = set(wanted) if wanted is not None else None
+    states: dict[str, BackendJobState] = {}
+    for line in output.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) < 3:
+            continue
+        job_id, raw_state, raw_exit = fields[0].strip(), fields[1].strip(), fields[2].strip()
+        if not _JOB_ID.fullmatch(job_id) or (keep is not None and job_id not in keep):
+            continue
+        states[job_id] = _state(job_id, raw_state, parse_exit_code(raw_exit))
+    return states
+
+
+def parse_scontrol_stdout(output: str) -> str | None:
+    """The ``StdOut=`` path of ``scontrol show job -o`` output, if any."""
+    match = _STDOUT_FIELD.search(output)
+    if match is None or match.group(1) in ("", "(null)"):
+        return None
+    return match.group(1)
+
+
+def parse_submitted_job_id(stdout: str) -> str | None:
+    """The job id that ``submit_slurm.sh`` (``sbatch --parsable``) printed.
+
+    ``--parsable`` prints ``ID`` or ``ID;CLUSTER``; the last such line counts.
+    """
+    for line in reversed(stdout.strip().splitlines()):
+        candidate = line.strip().split(";", 1)[0]
+        if candidate.isdigit():
+            return candidate
+    return None
+
+
+def _complete_utf8_prefix(data: bytes) -> int:
+    """Length of ``data`` without a trailing, incomplete UTF-8 sequence."""
+    size = len(data)
+    # the lead byte of the last sequence is at most 4 bytes from the end
+    for back in range(1, min(4, size) + 1):
+        byte = data[size - back]
+        if 0x80 <= byte < 0xC0:  # continuation byte: keep looking for its lead
+            continue
+        if byte < 0x80:
+            return size
+        if byte < 0xE0:
+            needed = 2
+        elif byte < 0xF0:
+            needed = 3
+        elif byte < 0xF8:
+            needed = 4
+        else:  # not a lead byte: invalid input, decoded as U+FFFD
+            return size
+        return size if back >= needed else size - back
+    return size
+
+
+def read_log_bytes(path: Path, offset: int, limit: int) -> LogChunk:
+    """Read up to ``limit`` bytes of ``path`` from ``offset`` as UTF-8 text.
+
+    A multi-byte character is never split across chunks: a trailing incomplete
+    sequence is left for the next read (``next_offset`` stops before it),
+    unless it is all this read could return. Invalid bytes decode to U+FFFD.
+    A missing file (the job has not started) reads as empty.
+    """
+    offset = max(offset, 0)
+    limit = max(limit, 1)
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(limit)
+            keep = _complete_utf8_prefix(data)
+            if keep == 0 and data:
+                # limit smaller than one character: read the rest of it
+                data += handle.read(3)
+                keep = _complete_utf8_prefix(data) or len(data)
+    except FileNotFoundError:
+        return LogChunk(text="", offset=offset, next_offset=offset)
+    data = data[:keep]
+    return LogChunk(
+        text=data.decode("utf-8", errors="replace"), offset=offset, next_offset=offset + len(data)
+    )
+
+
+class SlurmBackend(Backend):
+    """Run managed tasks as Slurm jobs on the cluster this host submits to.
+
+    Args:
+        launcher: path of ``submit_slurm.sh``.
+        log_dir: the jobs' log directory (``LUTE_LOG_DIR`` of the launcher).
+        fallback: how to ask about jobs ``squeue`` forgot: ``sacct`` (slurmdbd),
+            ``jobcomp`` (``sacct -c``), ``none``, or ``auto`` (try ``sacct``;
+            switch to ``jobcomp`` for good if accounting is disabled).
+        submit_timeout / query_timeout: seconds before a launcher or query
+            process is killed and the controller counted as unavailable. Slurm
+            clients give up after MessageTimeout (10 s by default) themselves.
+        env: extra environment for every command (e.g. ``SLURM_CONF``).
+        retry_after: the Retry-After hint of :class:`BackendUnavailable`.
+    """
+
+    name = "slurm"
+
+    def __init__(
+        self,
+        launcher: Path | str,
+        log_dir: Path | str,
+        *,
+        fallback: FallbackMode = "auto",
+        submit_timeout: float = 60.0,
+        query_timeout: float = 20.0,
+        env: Mapping[str, str] | None = None,
+        retry_after: float = 10.0,
+    ) -> None:
+        self.launcher = Path(launcher)
+        self.log_dir = Path(log_dir)
+        self.fallback: FallbackMode = fallback
+        self.submit_timeout = submit_timeout
+        self.query_timeout = query_timeout
+        self.extra_env = dict(env or {})
+        self.retry_after = retry_after
+        # job keys whose submission outcome is unknown (timed out after sbatch
+        # may have reached the controller): look for them before resubmitting
+        self._uncertain_keys: set[str] = set()
+        self.calls: dict[str, int] = {}
+        """How many processes of each command this backend ran (for metrics and tests)."""
+
+    # ------------------------------------------------------------ commands ---
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env["LUTE_LOG_DIR"] = str(self.log_dir)
+        return env
+
+    async def _run(self, argv: Sequence[str], timeout: float) -> CommandResult:
+        """Run one command; BackendUnavailable on timeout or when it cannot start."""
+        name = Path(argv[0]).name
+        self.calls[name] = self.calls.get(name, 0) + 1
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env(),
+                cwd=self.log_dir if self.log_dir.is_dir() else None,
+                start_new_session=True,  # its own group, so a timeout kills sbatch too
+            )
+        except FileNotFoundError as exc:
+            raise BackendError(f"{name}: command not found ({exc.filename})") from exc
+        except PermissionError as exc:
+            raise BackendError(f"{name}: not executable ({exc.filename})") from exc
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                await asyncio.shield(proc.wait())
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise BackendUnavailable(
+                f"{name} did not answer within {timeout:g} s (Slurm controller unreachable?)",
+                retry_after=self.retry_after,
+            ) from exc
+        return CommandResult(
+            tuple(argv),
+            proc.returncode if proc.returncode is not None else -1,
+            out.decode("utf-8", errors="replace"),
+            err.decode("utf-8", errors="replace"),
+        )
+
+    def _unavailable(self, result: CommandResult) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"Slurm controller unavailable: {result.message}", retry_after=self.retry_after
+        )
+
+    # -------------------------------------------------------------- submit ---
+    def argv(self, spec: SubmitSpec) -> list[str]:
+        """The launcher argv for ``spec`` (what :meth:`render` shows and :meth:`submit` runs)."""
+        argv = [str(self.launcher), "-c", str(spec.config_path), "-t", spec.taskname]
+        if spec.debug:
+            argv.append("--debug")
+        argv += ["-e", spec.experiment, "-r", spec.run]
+        argv += list(spec.slurm_args)
+        argv.append(f"--comment={job_tag(spec.job_key)}")
+        return argv
+
+    def render(self, spec: SubmitSpec) -> Rendering:
+        """The exact launcher argv, with ``LUTE_LOG_DIR`` as the script would get it."""
+        return Rendering(backend=self.name, argv=self.argv(spec))
+
+    async def submit(self, spec: SubmitSpec) -> Submitted:
+        """Run the launcher, then ask ``scontrol`` once for the job's log path."""
+        tag = job_tag(spec.job_key)
+        if spec.job_key in self._uncertain_keys:
+            found = await self._find_tagged(tag)
+            if found is not None:
+                self._uncertain_keys.discard(spec.job_key)
+                log.info("job %s was already submitted as %s; not submitting again", tag, found)
+                return Submitted(tool_id=found, log_path=await self._log_path(found, spec))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            result = await self._run(self.argv(spec), self.submit_timeout)
+        except BackendUnavailable:
+            self._uncertain_keys.add(spec.job_key)
+            raise
+        if result.returncode != 0:
+            lowered = result.message.lower()
+            if is_unavailable_message(lowered):
+                # "Socket timed out" may come after the controller queued the job
+                self._uncertain_keys.add(spec.job_key)
+                raise self._unavailable(result)
+            if any(m in lowered for m in _REJECTED_MARKERS):
+                raise SubmissionRejected(f"sbatch refused the job: {result.message}")
+            raise BackendError(
+                f"{self.launcher.name} failed (exit {result.returncode}): {result.message}"
+            )
+        job_id = parse_submitted_job_id(result.stdout)
+        if job_id is None:
+            raise BackendError(
+                f"{self.launcher.name} printed no job id: {result.stdout.strip()[-500:]!r}"
+            )
+        self._uncertain_keys.discard(spec.job_key)
+        return Submitted(tool_id=job_id, log_path=await self._log_path(job_id, spec))
+
+    async def _find_tagged(self, tag: str) -> str | None:
+        """The id of a job carrying ``--comment=tag`` that Slurm still lists, if any."""
+        result = await self._run(
+            ["squeue", "-h", "-t", "all", "-O", SQUEUE_FORMAT], self.query_timeout
+        )
+        if result.returncode != 0:
+            if is_unavailable_message(result.message):
+                raise self._unavailable(result)
+            raise BackendError(f"squeue failed: {result.message}")
+        matches = [jid for jid, comment in parse_squeue_comments(result.stdout).items()
+                   if comment == tag]
+        return max(matches, key=int) if matches else None
+
+    async def _log_path(self, job_id: str, spec: SubmitSpec | None = None) -> str | None:
+        """Where the job writes its log: scontrol's StdOut, else the file found in log_dir."""
+        try:
+            result = await self._run(["scontrol", "show", "job", "-o", job_id], self.query_timeout)
+        except BackendUnavailable:
+            result = None
+        if result is not None and result.returncode == 0:
+            path = parse_scontrol_stdout(result.stdout)
+            if path is not None:
+                return path.replace("%j", job_id).replace("%J", job_id)
+        found = self._glob_log(job_id)
+        return str(found) if found is not None else None
+
+    def _glob_log(self, job_id: str) -> Path | None:
+        # submit_slurm.sh names logs NAME_EXP_rRUN_DATE_JOBID.out (base.log_path_for)
+        matches = sorted(self.log_dir.glob(f"*_{job_id}.out"))
+        return matches[-1] if matches else None
+
+    # ------------------------------------------------------------ statuses ---
+    async def statuses(self, tool_ids: list[str]) -> dict[str, BackendJobState]:
+        """One ``squeue`` for all ids, plus at most one fallback for ids it no longer lists."""
+        ids = sorted({t for t in tool_ids if _JOB_ID.fullmatch(t)}, key=_id_sort_key)
+        if not ids:
+            return {}
+        result = await self._run(
+            ["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-O", SQUEUE_FORMAT],
+            self.query_timeout,
+        )
+        if result.returncode != 0 and _INVALID_JOB_ID not in result.message.lower():
+            if is_unavailable_message(result.message):
+                raise self._unavailable(result)
+            raise BackendError(f"squeue failed: {result.message}")
+        states = parse_squeue(result.stdout if result.returncode == 0 else "", ids)
+        missing = [i for i in ids if i not in states]
+        if missing:
+            states.update(await self.forgotten_statuses(missing))
+        return states
+
+    async def forgotten_statuses(self, ids: list[str]) -> dict[str, BackendJobState]:
+        """States of jobs ``squeue`` no longer lists, from one ``sacct`` process (or none).
+
+        Never raises for an unreachable accounting source: the ids just stay
+        unknown this tick.
+        """
+        mode = self.fallback
+        if mode == "none" or not ids:
+            return {}
+        argv = ["sacct", "-n", "-P", "-X", "-j", ",".join(ids), f"--format={SACCT_FORMAT}"]
+        if mode == "jobcomp":
+            # jobcomp/filetxt knows no -X, and JobIDRaw is JobID there
+            argv = ["sacct", "-c", "-n", "-P", "-j", ",".join(ids), "--format=JobID,State,ExitCode"]
+        try:
+            result = await self._run(argv, self.query_timeout)
+        except BackendUnavailable as exc:
+            log.warning("sacct fallback: %s", exc)
+            return {}
+        if _ACCOUNTING_DISABLED in result.message.lower():
+            if mode == "auto":
+                log.info("Slurm accounting is disabled: asking the jobcomp log from now on")
+                self.fallback = "jobcomp"
+            return {}
+        if result.returncode != 0:
+            log.warning("sacct fallback failed: %s", result.message)
+            return {}
+        if mode == "auto":
+            self.fallback = "sacct"
+        return parse_sacct(result.stdout, ids)
+
+    # ---------------------------------------------------------------- logs ---
+    async def read_log(
+        self, tool_id: str, log_path: str | None, offset: int, limit: int
+    ) -> LogChunk:
+        """Read the job's output file from ``offset`` (empty until the job starts)."""
+        path = Path(log_path) if log_path else self._glob_log(tool_id)
+        if path is None:
+            return LogChunk(text="", offset=max(offset, 0), next_offset=max(offset, 0))
+        return await asyncio.to_thread(read_log_bytes, path, offset, limit)
+
+    # ------------------------------------------------------ cancel, health ---
+    async def cancel(self, tool_id: str) -> None:
+        """``scancel ID``; a job that already ended (or that Slurm forgot) is not an error."""
+        if not _JOB_ID.fullmatch(tool_id):
+            raise BackendError(f"not a Slurm job id: {tool_id!r}")
+        result = await self._run(["scancel", tool_id], self.query_timeout)
+        message = result.message.lower()
+        if result.returncode == 0 and not message:
+            return
+        if any(m in message for m in _ALREADY_ENDED):
+            return
+        if is_unavailable_message(message):
+            raise self._unavailable(result)
+        if result.returncode != 0:
+            raise BackendError(f"scancel {tool_id} failed: {result.message}")
+
+    async def health(self) -> None:
+        """``scontrol ping``: BackendUnavailable unless the controller says it is UP."""
+        result = await self._run(["scontrol", "ping"], min(self.query_timeout, 10.0))
+        if result.returncode != 0 or "is UP" not in result.stdout:
+            raise self._unavailable(result)
+
+
+def _id_sort_key(job_id: str) -> tuple[int, int]:
+    base, _, task = job_id.partition("_")
+    return int(base), int(task or 0)
+
+
+__all__ = [
+    "SQUEUE_FORMAT",
+    "CommandResult",
+    "SlurmBackend",
+    "is_unavailable_message",
+    "job_tag",
+    "parse_sacct",
+    "parse_scontrol_stdout",
+    "parse_squeue",
+    "parse_submitted_job_id",
+    "read_log_bytes",
+    "wait_status_exit_code",
+]
