@@ -1,0 +1,107 @@
+"""``JIDHook``: turns a ``jid`` Airflow connection into JID clients.
+
+Connection fields: ``host``, ``port``, ``schema`` (``http`` or ``https``),
+``password`` (the JID token); optional extra ``{"base_path": "/jid/ws",
+"timeout": 30}``. A ``host`` that already holds a URL (``https://jid:28000``)
+is accepted too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from lute.airflow.client import DEFAULT_BASE_PATH, AsyncJIDClient, JIDClient
+from lute.airflow.hook_fields import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, UI_FIELD_BEHAVIOUR
+
+
+@dataclass(frozen=True)
+class JIDEndpoint:
+    """Where the JID listens and the token to use; the token is kept out of ``repr``."""
+
+    base_url: str
+    base_path: str = DEFAULT_BASE_PATH
+    timeout: float = 30.0
+    token: str | None = field(default=None, repr=False)
+
+    def client(self, token: str | None = None) -> JIDClient:
+        """A blocking client; ``token`` overrides the connection's."""
+        return JIDClient(
+            self.base_url, token=token or self.token, base_path=self.base_path,
+            timeout=self.timeout,
+        )
+
+    def async_client(self, token: str | None = None) -> AsyncJIDClient:
+        """An asyncio client; ``token`` overrides the connection's."""
+        return AsyncJIDClient(
+            self.base_url, token=token or self.token, base_path=self.base_path,
+            timeout=self.timeout,
+        )
+
+
+def endpoint_from_connection(conn: Any) -> JIDEndpoint:
+    """Read host, port, schema, password and extra of an Airflow connection."""
+    host = (conn.host or "").strip()
+    if not host:
+        raise ValueError(f"connection {conn.conn_id!r} has no host")
+    extra: dict[str, Any] = {}
+    raw_extra = conn.extra
+    if raw_extra:
+        extra = json.loads(raw_extra) if isinstance(raw_extra, str) else dict(raw_extra)
+    if "://" in host:
+        base_url = host.rstrip("/")
+    else:
+        scheme = (conn.schema or "http").strip().lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(
+                f"connection {conn.conn_id!r}: schema must be http or https, not {scheme!r}"
+            )
+        base_url = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
+    return JIDEndpoint(
+        base_url=base_url,
+        base_path=str(extra.get("base_path", DEFAULT_BASE_PATH)),
+        timeout=float(extra.get("timeout", 30.0)),
+        token=conn.password or None,
+    )
+
+
+class JIDHook(BaseHook):
+    """Hook of the ``jid`` connection type."""
+
+    conn_name_attr = "jid_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
+    hook_name = HOOK_NAME
+
+    def __init__(self, jid_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.jid_conn_id = jid_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Form layout of the connection in the UI."""
+        return UI_FIELD_BEHAVIOUR
+
+    def get_endpoint(self) -> JIDEndpoint:
+        """The JID address and token of this hook's connection."""
+        return endpoint_from_connection(self.get_connection(self.jid_conn_id))
+
+    async def aget_endpoint(self) -> JIDEndpoint:
+        """Like :meth:`get_endpoint`, without blocking the event loop."""
+        return endpoint_from_connection(await self.aget_connection(self.jid_conn_id))
+
+    def get_conn(self) -> JIDClient:
+        """A blocking JID client for this connection."""
+        return self.get_endpoint().client()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Used by the UI's "Test" button: calls the JID's /healthz."""
+        try:
+            with self.get_conn() as client:
+                client.healthz()
+        except Exception as exc:
+            return False, str(exc)
+        return True, "JID is healthy"

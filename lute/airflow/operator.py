@@ -1,0 +1,290 @@
+"""``JIDSlurmOperator``: run one managed task on the batch nodes through the JID.
+
+The operator builds the control document from ``dag_run.conf`` (see
+:mod:`lute.airflow.control_document`), submits it, and then defers to
+:class:`~lute.airflow.trigger.JIDJobTrigger` so a waiting job holds no worker
+slot. With ``deferrable=False`` it long-polls the JID itself. When the job
+has ended it pushes the job's log to XCom key ``log`` and fails unless the job
+is ``DONE``.
+
+``conf["dryrun"]`` asks the JID to render the submission instead (logged and
+pushed as the ``log``), and the step succeeds without running anything.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from lute.airflow.client import JIDClient, JIDError, JIDUnavailableError
+from lute.airflow.control_document import (
+    FINISHED_STATUSES,
+    ControlDocumentError,
+    StepIdentity,
+    build_control_document,
+    managed_task_name,
+)
+from lute.airflow.hook import JIDEndpoint, JIDHook
+from lute.airflow.hook_fields import DEFAULT_CONN_ID
+from lute.airflow.trigger import JIDJobTrigger
+
+LOG_TAIL_LINES = 30
+"""How many of the log's last lines a failure message carries."""
+
+DEFERRABLE_CONF_KEY = "jid_deferrable"
+"""A run's conf may set this to true/false to override ``deferrable`` (benchmarks)."""
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log."""
+    return "\n".join((text or "").rstrip("\n").splitlines()[-lines:])
+
+
+class JIDSlurmOperator(BaseOperator):
+    """Submit a LUTE managed task through the JID and wait for it.
+
+    :param max_cores: cap ``--ntasks`` at this (added as ``--ntasks=1`` if absent).
+    :param max_nodes: cap ``--nodes`` as ``1-N`` (added if absent).
+    :param require_partition: force ``--partition``.
+    :param custom_slurm_params: if non-empty, replaces ALL the run's Slurm arguments.
+    :param poke_interval: longest single wait on the JID (long-poll timeout), seconds.
+    :param deferrable: wait in the triggerer (True) or in the worker (False).
+    :param jid_conn_id: the ``jid`` connection.
+    :param user: ``def.run_as_user``; default the account Airflow runs as.
+    :param outage_timeout: how long a JID outage may last before the step fails.
+    """
+
+    ui_color = "#006699"
+    # The token is never a templated field; only Slurm options are rendered.
+    template_fields = ("custom_slurm_params", "require_partition")
+
+    def __init__(
+        self,
+        *,
+        max_cores: int | None = None,
+        max_nodes: int | None = None,
+        require_partition: str | None = None,
+        custom_slurm_params: str = "",
+        poke_interval: float = 30.0,
+        deferrable: bool = True,
+        jid_conn_id: str = DEFAULT_CONN_ID,
+        user: str | None = None,
+        outage_timeout: float = 3600.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.max_cores = max_cores
+        self.max_nodes = max_nodes
+        self.require_partition = require_partition
+        self.custom_slurm_params = custom_slurm_params
+        self.poke_interval = poke_interval
+        self.deferrable = deferrable
+        self.jid_conn_id = jid_conn_id
+        self.user = user
+        self.outage_timeout = outage_timeout
+        self._job: dict[str, Any] | None = None
+        self._token: str | None = None
+        self._endpoint: JIDEndpoint | None = None
+
+    @property
+    def lute_task_id(self) -> str:
+        """The managed task this step runs: the task id without its task-group prefix."""
+        return managed_task_name(self.task_id)
+
+    # -- helpers ---------------------------------------------------------------
+
+    @staticmethod
+    def _conf(context: Mapping[str, Any]) -> dict[str, Any]:
+        dag_run = context.get("dag_run")
+        conf = getattr(dag_run, "conf", None) or {}
+        return dict(conf)
+
+    def _token_override(self, conf: Mapping[str, Any]) -> str | None:
+        # ARP compatibility: the run's conf may carry the JID token.
+        token = conf.get("Authorization")
+        return str(token) if token else None
+
+    def _resolve(self, conf: Mapping[str, Any]) -> JIDEndpoint:
+        if self._endpoint is None:
+            self._endpoint = JIDHook(self.jid_conn_id).get_endpoint()
+        self._token = self._token_override(conf) or self._endpoint.token
+        return self._endpoint
+
+    def _client(self, conf: Mapping[str, Any]) -> JIDClient:
+        endpoint = self._resolve(conf)
+        return endpoint.client(token=self._token)
+
+    def control_document(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        """The control document of this try of this step."""
+        ti = context["ti"]
+        identity = StepIdentity(
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            try_number=int(ti.try_number or 1),
+            map_index=int(getattr(ti, "map_index", None) if ti.map_index is not None else -1),
+        )
+        try:
+            return build_control_document(
+                self._conf(context),
+                self.task_id,
+                identity,
+                user=self.user or getpass.getuser(),
+                max_cores=self.max_cores,
+                max_nodes=self.max_nodes,
+                require_partition=self.require_partition,
+                custom_slurm_params=self.custom_slurm_params,
+            )
+        except ControlDocumentError as exc:
+            raise AirflowException(str(exc)) from exc
+
+    def _deferrable_for(self, conf: Mapping[str, Any]) -> bool:
+        if DEFERRABLE_CONF_KEY in conf and conf[DEFERRABLE_CONF_KEY] is not None:
+            return _truthy(conf[DEFERRABLE_CONF_KEY])
+        return self.deferrable
+
+    # -- execution -------------------------------------------------------------
+
+    def execute(self, context: Any) -> Any:
+        """Submit the job (or render it on a dry run) and wait for it."""
+        conf = self._conf(context)
+        doc = self.control_document(context)
+        with self._client(conf) as client:
+            if _truthy(conf.get("dryrun")):
+                return self._dry_run(client, doc, context)
+            try:
+                job = client.start_job(doc)
+            except JIDError as exc:
+                raise AirflowException(f"JID refused {self.lute_task_id}: {exc}") from exc
+            self._job = job
+            self.log.info(
+                "submitted %s as job %s (%s), status %s",
+                self.lute_task_id, job.get("tool_id"), job.get("_id"), job.get("status"),
+            )
+            if job.get("status") not in FINISHED_STATUSES:
+                if self._deferrable_for(conf):
+                    self._defer_on(job, conf)
+                job = self._wait_blocking(client, job)
+            return self._finish(client, job, context)
+
+    def _defer_on(self, job: dict[str, Any], conf: Mapping[str, Any]) -> None:
+        endpoint = self._resolve(conf)
+        self.defer(
+            trigger=JIDJobTrigger(
+                job=job,
+                jid_conn_id=self.jid_conn_id,
+                base_url=endpoint.base_url,
+                base_path=endpoint.base_path,
+                request_timeout=endpoint.timeout,
+                token=self._token_override(conf),
+                wait_timeout=min(self.poke_interval, 60.0),
+                outage_timeout=self.outage_timeout,
+            ),
+            method_name="execute_complete",
+            timeout=self.execution_timeout if isinstance(self.execution_timeout, timedelta)
+            else None,
+        )
+
+    def _wait_blocking(self, client: JIDClient, job: dict[str, Any]) -> dict[str, Any]:
+        backoff = 1.0
+        outage_started: float | None = None
+        while job.get("status") not in FINISHED_STATUSES:
+            try:
+                fresh = client.wait([job], timeout=min(self.poke_interval, 60.0))
+            except JIDUnavailableError as exc:
+                now = time.monotonic()
+                outage_started = outage_started or now
+                if now - outage_started >= self.outage_timeout:
+                    raise AirflowException(
+                        f"JID unavailable for {now - outage_started:.0f} s: {exc}"
+                    ) from exc
+                delay = min(max(backoff, exc.retry_after or 0.0), 60.0)
+                self.log.warning("JID unavailable (%s); retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                backoff = min(backoff * 2, 60.0)
+                continue
+            except JIDError as exc:
+                raise AirflowException(f"JID error while waiting: {exc}") from exc
+            outage_started, backoff = None, 1.0
+            if not fresh:
+                raise AirflowException("JID no longer knows the job")
+            if fresh[0].get("status") != job.get("status"):
+                self.log.info("job %s: %s", fresh[0].get("tool_id"), fresh[0].get("status"))
+            job = fresh[0]
+            self._job = job
+        return job
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired: fetch the log and settle the outcome."""
+        event = event or {}
+        job = event.get("job") or {}
+        self._job = job
+        conf = self._conf(context)
+        if event.get("status") != "finished":
+            raise AirflowException(
+                f"waiting for {self.lute_task_id} (job {job.get('tool_id')}) failed: "
+                f"{event.get('message', 'no message')}"
+            )
+        with self._client(conf) as client:
+            return self._finish(client, job, context)
+
+    def _finish(self, client: JIDClient, job: dict[str, Any], context: Any) -> Any:
+        try:
+            log_text = client.job_log_file(job)
+        except JIDError as exc:
+            log_text = f"(log unavailable: {exc})"
+        log_text = log_text if isinstance(log_text, str) else json.dumps(log_text)
+        context["ti"].xcom_push(key="log", value=log_text)
+        status = job.get("status")
+        self.log.info(
+            "job %s of %s ended %s (%s, exit code %s)",
+            job.get("tool_id"), self.lute_task_id, status, job.get("raw_status"),
+            job.get("exit_code"),
+        )
+        if status != "DONE":
+            raise AirflowException(
+                f"{self.lute_task_id} (job {job.get('tool_id')}) ended {status}"
+                f" ({job.get('raw_status')}, exit code {job.get('exit_code')}). "
+                f"Last lines of its log:\n{log_tail(log_text)}"
+            )
+        return job.get("tool_id")
+
+    def _dry_run(self, client: JIDClient, doc: dict[str, Any], context: Any) -> None:
+        try:
+            rendering = client.render_job(doc)
+        except JIDError as exc:
+            raise AirflowException(f"JID refused to render {self.lute_task_id}: {exc}") from exc
+        rendering = rendering or {}
+        parts = [f"dry run of {self.lute_task_id} on backend {rendering.get('backend')}:"]
+        if rendering.get("argv"):
+            parts.append("argv: " + json.dumps(rendering["argv"]))
+        if rendering.get("script"):
+            parts.append("script:\n" + str(rendering["script"]))
+        text = "\n".join(parts)
+        self.log.info("%s", text)
+        context["ti"].xcom_push(key="log", value=text)
+
+    def on_kill(self) -> None:
+        """The running task was killed: cancel its job through the JID."""
+        job = self._job
+        if not job or job.get("status") in FINISHED_STATUSES or self._endpoint is None:
+            return
+        try:
+            with self._endpoint.client(token=self._token) as client:
+                done = client.kill_job(job)
+            self.log.info("cancelled job %s: %s", job.get("tool_id"), done.get("status"))
+        except JIDError as exc:
+            self.log.error("could not cancel job %s: %s", job.get("tool_id"), exc)
