@@ -1,0 +1,391 @@
+"""The Executor: runs one managed task's Task in a subprocess and records it.
+
+Imports only the standard library at module level, so that
+``lute.managed_tasks`` (which builds every Executor) stays cheap to import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_TIMEDOUT = 124
+KILL_GRACE_S = 5.0
+PAYLOAD_DIR = "lute_payloads"
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@dataclass
+class Outcome:
+    """How one execution ended."""
+
+    status: str
+    exit_code: int
+    run_id: int | None = None
+    error: str | None = None
+    summary: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    payload_path: str | None = None
+    payload_bytes: int | None = None
+    skipped: bool = False
+
+
+@dataclass
+class _ChildState:
+    """What the receiver thread collected from the child."""
+
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    payload_path: Path | None = None
+    payload_bytes: int = 0
+    channel_error: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Executor:
+    """Runs Task ``task_name`` for a managed task.
+
+    ``update_environment`` adds variables for this Executor only: they are
+    applied to parameter validation (``LUTE_<param>`` overrides) and to the
+    Task subprocess, never to ``os.environ``.
+    """
+
+    def __init__(self, task_name: str):
+        self.task_name = task_name
+        self._env: dict[str, str] = {}
+        self._out: IO[str] = sys.stdout
+        self._prefix = task_name
+        self._cancel_signal: int | None = None
+        self._kill_at: float | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._out_lock = threading.Lock()
+
+    def update_environment(self, env: dict[str, str]) -> None:
+        """Add environment variables for this Executor's validation and subprocess."""
+        self._env.update({str(k): str(v) for k, v in env.items()})
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """A copy of this Executor's own environment updates."""
+        return dict(self._env)
+
+    # ------------------------------------------------------------------ run
+    def execute(
+        self,
+        config_path: str | Path,
+        *,
+        managed_name: str | None = None,
+        debug: bool = False,
+        skip_done: bool = False,
+        out: IO[str] | None = None,
+    ) -> Outcome:
+        """Validate, run and record the Task; the Outcome's exit_code is the CLI's."""
+        from lute.io.config import ConfigError, load_config
+        from lute.io.db import ResultsDB, params_hash
+        from lute.io.validation import validate_parameters
+
+        self._out = out or sys.stdout
+        self._prefix = managed_name or self.task_name
+        self._cancel_signal = None
+        self._kill_at = None
+        try:
+            config = load_config(config_path)
+            db = ResultsDB.for_work_dir(config.work_dir)
+            params = validate_parameters(config, self.task_name, env_updates=self._env, db=db)
+        except ConfigError as exc:
+            self.say(f"configuration error: {exc}")
+            self.say("nothing was run or recorded")
+            return Outcome("CONFIG_ERROR", EXIT_CONFIG, error=str(exc))
+        header = config.header
+        values = params.model_dump(mode="json")
+        if debug:
+            self.say(f"parameters of {self.task_name}: {values}")
+        if skip_done:
+            done = db.find_completed(
+                self.task_name, header.experiment, header.run, params_hash(self.task_name, values)
+            )
+            if done is not None:
+                self.say(
+                    f"skipping: run {done.id} of {self.task_name} for {header.experiment} "
+                    f"run {header.run} with the same parameters COMPLETED at {done.ended_at}"
+                )
+                self.say(f"recorded result: {done.summary}")
+                return Outcome(
+                    "COMPLETED",
+                    EXIT_OK,
+                    run_id=done.id,
+                    summary=done.summary,
+                    outputs=done.outputs,
+                    payload_path=done.payload_path,
+                    payload_bytes=done.payload_bytes,
+                    skipped=True,
+                )
+        from lute import __version__
+
+        run_id = db.start_run(
+            managed_task=self._prefix,
+            task=self.task_name,
+            experiment=header.experiment,
+            run=header.run,
+            params=values,
+            config_path=str(config.path),
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+            lute_version=__version__,
+        )
+        self.say(
+            f"starting Task {self.task_name} (record {run_id}, experiment "
+            f"{header.experiment}, run {header.run})"
+        )
+        init = {
+            "task": self.task_name,
+            "managed_task": self._prefix,
+            "params": values,
+            "experiment": header.experiment,
+            "run": header.run,
+            "work_dir": str(config.work_dir),
+            "run_id": run_id,
+            "debug": debug,
+            "config_path": str(config.path),
+        }
+        outcome = self._run_child(init, config.work_dir, run_id, header.task_timeout)
+        payload_rel = None
+        if outcome.payload_path:
+            payload_rel = os.path.relpath(outcome.payload_path, config.work_dir)
+        db.finish_run(
+            run_id,
+            status=outcome.status,
+            exit_code=outcome.exit_code,
+            summary=outcome.summary,
+            outputs=outcome.outputs,
+            payload_path=payload_rel,
+            payload_bytes=outcome.payload_bytes,
+            error=outcome.error,
+        )
+        outcome.run_id = run_id
+        outcome.payload_path = payload_rel
+        if outcome.status == "COMPLETED":
+            self.say(f"Task {self.task_name} COMPLETED; result: {outcome.summary}")
+        else:
+            self.say(f"Task {self.task_name} {outcome.status}: {outcome.error}")
+        return outcome
+
+    # ------------------------------------------------------------ logging
+    def say(self, text: str) -> None:
+        """Write executor lines to the log, prefixed like the Task's own."""
+        with self._out_lock:
+            for line in text.splitlines() or [""]:
+                self._out.write(f"{self._prefix}: {line}\n")
+            self._out.flush()
+
+    # --------------------------------------------------------- subprocess
+    def _run_child(
+        self, init: dict[str, Any], work_dir: Path, run_id: int, timeout: float | None
+    ) -> Outcome:
+        from lute.execution.ipc import Channel, socket_pair
+
+        parent_sock, child_sock = socket_pair()
+        env = os.environ.copy()
+        env.update(self._env)
+        env["PYTHONUNBUFFERED"] = "1"
+        argv = [sys.executable, "-u", "-m", "lute.execution.child", str(child_sock.fileno())]
+        previous = self._install_handlers()
+        try:
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    pass_fds=(child_sock.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    cwd=work_dir,
+                    env=env,
+                    start_new_session=True,
+                )
+            finally:
+                child_sock.close()
+            self._proc = proc
+            if self._cancel_signal is not None:
+                self._signal_group(signal.SIGTERM)
+            channel = Channel(parent_sock)
+            state = _ChildState()
+            relay = threading.Thread(target=self._relay, args=(proc.stdout,), daemon=True)
+            receiver = threading.Thread(
+                target=self._receive, daemon=True, args=(channel, state, work_dir, run_id)
+            )
+            relay.start()
+            receiver.start()
+            try:
+                channel.send(init)
+            except OSError as exc:  # the child died before reading its parameters
+                state.channel_error = f"could not send parameters: {exc}"
+            timed_out = self._wait(proc, timeout)
+            receiver.join(timeout=KILL_GRACE_S)
+            relay.join(timeout=KILL_GRACE_S)
+            if relay.is_alive() or receiver.is_alive():
+                # grandchildren still hold the pipe or socket open
+                self._signal_group(signal.SIGKILL)
+                parent_sock.shutdown(socket.SHUT_RDWR)
+                relay.join(timeout=1)
+                receiver.join(timeout=1)
+        finally:
+            self._restore_handlers(previous)
+            parent_sock.close()
+            self._proc = None
+        return self._outcome(proc.returncode, state, timed_out, timeout)
+
+    def _wait(self, proc: subprocess.Popen[bytes], timeout: float | None) -> bool:
+        done = threading.Event()
+
+        def reap() -> None:
+            proc.wait()
+            done.set()
+
+        threading.Thread(target=reap, daemon=True).start()
+        deadline = time.monotonic() + timeout if timeout else None
+        timed_out = False
+        # Event.wait is interrupted by signals, so the handlers run promptly;
+        # the one-second cap only bounds how late a SIGKILL escalation fires.
+        while not done.wait(timeout=self._next_wait(deadline)):
+            now = time.monotonic()
+            if deadline is not None and now >= deadline and not timed_out:
+                timed_out = True
+                self.say(f"task_timeout of {timeout:g} s reached: stopping the Task")
+                self._signal_group(signal.SIGTERM)
+                self._kill_at = now + KILL_GRACE_S
+            if self._kill_at is not None and now >= self._kill_at:
+                self.say("the Task did not stop after SIGTERM: sending SIGKILL")
+                self._signal_group(signal.SIGKILL)
+                self._kill_at = None
+        # reap leftovers of the group (the Task's own children)
+        self._signal_group(signal.SIGKILL)
+        return timed_out
+
+    def _next_wait(self, deadline: float | None) -> float:
+        now = time.monotonic()
+        wait = 1.0
+        for t in (deadline, self._kill_at):
+            if t is not None:
+                wait = min(wait, max(t - now, 0.0))
+        return max(wait, 0.01)
+
+    def _signal_group(self, sig: int) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    def _install_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in _FORWARDED:
+            previous[sig] = signal.signal(sig, self._on_signal)
+        return previous
+
+    def _restore_handlers(self, previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self._cancel_signal is None:
+            self._cancel_signal = signum
+            self._kill_at = time.monotonic() + KILL_GRACE_S
+        self._signal_group(signal.SIGTERM)
+
+    def _relay(self, stream: IO[bytes] | None) -> None:
+        if stream is None:
+            return
+        prefix = f"{self._prefix}: ".encode()
+        out = getattr(self._out, "buffer", None)
+        for line in iter(stream.readline, b""):
+            if not line.endswith(b"\n"):
+                line += b"\n"
+            with self._out_lock:
+                if out is not None:
+                    out.write(prefix + line)
+                    out.flush()
+                else:
+                    self._out.write((prefix + line).decode(errors="replace"))
+                    self._out.flush()
+        stream.close()
+
+    def _receive(self, channel: Any, state: _ChildState, work_dir: Path, run_id: int) -> None:
+        from lute.execution.ipc import ChannelClosedError
+
+        def sink(message: dict[str, Any], _size: int) -> Path:
+            name = Path(str(message.get("payload_name") or "payload.bin")).name
+            return work_dir / PAYLOAD_DIR / f"run{run_id:06d}_{self.task_name}_{name}"
+
+        while True:
+            try:
+                frame = channel.receive(blob_sink=sink)
+            except ChannelClosedError as exc:
+                if str(exc) != "channel closed":
+                    state.channel_error = str(exc)
+                return
+            except (OSError, ValueError) as exc:
+                state.channel_error = f"result channel error: {exc}"
+                return
+            kind = frame.message.get("type")
+            state.messages.append(frame.message)
+            if kind == "result":
+                state.result = frame.message
+                state.payload_path = frame.blob_path
+                state.payload_bytes = frame.blob_bytes
+            elif kind == "error":
+                state.error = frame.message
+
+    def _outcome(
+        self, returncode: int | None, state: _ChildState, timed_out: bool, timeout: float | None
+    ) -> Outcome:
+        rc = -1 if returncode is None else returncode
+        result = state.result or {}
+        common: dict[str, Any] = {
+            "summary": result.get("summary"),
+            "outputs": result.get("outputs"),
+            "payload_path": str(state.payload_path) if state.payload_path else None,
+            "payload_bytes": state.payload_bytes or None,
+        }
+        if self._cancel_signal is not None:
+            name = signal.Signals(self._cancel_signal).name
+            return Outcome(
+                "CANCELLED",
+                128 + self._cancel_signal,
+                error=f"cancelled by {name} (forwarded to the Task)",
+                **common,
+            )
+        if timed_out:
+            return Outcome(
+                "TIMEDOUT",
+                EXIT_TIMEDOUT,
+                error=f"killed after task_timeout of {timeout:g} s",
+                **common,
+            )
+        if rc == 0 and state.result is not None and not state.channel_error:
+            return Outcome("COMPLETED", EXIT_OK, **common)
+        if state.error is not None:
+            error = str(state.error.get("error"))
+        elif state.channel_error:
+            error = state.channel_error
+        elif rc < 0:
+            error = f"Task process killed by {signal.Signals(-rc).name}"
+        elif rc == 0:
+            error = "Task process exited without sending a result"
+        else:
+            error = f"Task process exited with code {rc}"
+        return Outcome("FAILED", EXIT_FAILED, error=error, **common)

@@ -1,0 +1,57 @@
+"""``lute-run-task -c CONFIG -t NAME [--debug] [--skip-done]``: run one managed task.
+
+Exit status: 0 only when the Task COMPLETED (or was skipped because an
+identical run COMPLETED); 2 for an unknown managed task or a config error
+(nothing is run or recorded); 1 when the Task FAILED; 124 on TIMEDOUT;
+128+N when cancelled by signal N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lute-run-task",
+        description="Run a LUTE managed task and record it in the work dir's DB.",
+    )
+    parser.add_argument("-c", "--config", required=True, help="path of the task config YAML")
+    parser.add_argument("-t", "--taskname", required=True, help="managed task name, e.g. Tester")
+    parser.add_argument("--debug", action="store_true", help="verbose logging")
+    parser.add_argument(
+        "--skip-done",
+        action="store_true",
+        help="do not rerun when an identical run already COMPLETED",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lute-run-task``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    from lute.managed_tasks import get_managed_task, managed_task_names
+
+    try:
+        executor = get_managed_task(args.taskname)
+    except KeyError:
+        names = managed_task_names()
+        close = difflib.get_close_matches(args.taskname, names, n=3, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        sys.stderr.write(
+            f"lute-run-task: unknown managed task {args.taskname!r}.{hint}\n"
+            f"Known managed tasks: {', '.join(names)}\n"
+        )
+        return EXIT_USAGE
+    outcome = executor.execute(
+        args.config, managed_name=args.taskname, debug=args.debug, skip_done=args.skip_done
+    )
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
