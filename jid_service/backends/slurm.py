@@ -29,7 +29,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from jid_service.backends.base import (
     Backend,
@@ -43,6 +43,9 @@ from jid_service.backends.base import (
     Submitted,
 )
 from jid_service.backends.states import ExitCode, map_state, parse_exit_code
+
+if TYPE_CHECKING:
+    from jid_service.settings import JIDSettings
 
 log = logging.getLogger(__name__)
 
@@ -507,6 +510,7 @@ __all__ = [
     "SQUEUE_FORMAT",
     "CommandResult",
     "SlurmBackend",
+    "create",
     "is_unavailable_message",
     "job_tag",
     "parse_sacct",
@@ -516,3 +520,13 @@ __all__ = [
     "read_log_bytes",
     "wait_status_exit_code",
 ]
+
+
+def create(settings: JIDSettings) -> SlurmBackend:
+    """The backend registry's factory: launcher and log directory from the JID settings."""
+    return SlurmBackend(
+        settings.launcher,
+        settings.effective_log_dir,
+        submit_timeout=float(getattr(settings, "slurm_submit_timeout", 60.0)),
+        query_timeout=float(getattr(settings, "slurm_query_timeout", 20.0)),
+    )
