@@ -1,0 +1,589 @@
+"""The firecrest backend against a respx-mocked FirecREST v2 (real request/response shapes)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import httpx
+import pytest
+import requests
+import respx
+from firecrest.FirecrestException import ClientsCredentialsException
+
+from jid_service.backends.base import (
+    BackendError,
+    BackendUnavailable,
+    JobStatus,
+    SubmissionRejected,
+)
+from jid_service.backends.firecrest import FirecrestBackend, job_name
+
+from .conftest import (
+    JOBS_URL,
+    SYSTEM,
+    VIEW_URL,
+    WORK_DIR,
+    StubTokenSource,
+    listed_job,
+    make_spec,
+)
+
+LOG_NAME = re.compile(
+    re.escape(WORK_DIR) + r"/Tester_xpptut15_r0012_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_%j\.out"
+)
+
+
+def _error(status: int, message: str) -> httpx.Response:
+    return httpx.Response(status, json={"errorType": "error", "message": message})
+
+
+# -- submit -----------------------------------------------------------------
+
+
+async def test_submit_posts_the_batch_script(router: respx.MockRouter, backend: FirecrestBackend):
+    route = router.post(JOBS_URL).mock(return_value=httpx.Response(201, json={"jobId": "22"}))
+    spec = make_spec(debug=True)
+
+    submitted = await backend.submit(spec)
+
+    assert submitted.tool_id == "22"
+    assert route.call_count == 1
+    request = route.calls.last.request
+    assert request.headers["Authorization"] == "Bearer tok-1"
+    job = json.loads(request.content)["job"]
+    assert job["workingDirectory"] == WORK_DIR
+    assert job["env"] == {"EXPERIMENT": "xpptut15", "RUN_NUM": "12"}
+    assert job["name"] == job_name(spec)
+    assert LOG_NAME.fullmatch(job["standardOutput"])
+    assert job["standardError"] == job["standardOutput"]
+    script = job["script"].splitlines()
+    assert script[0] == "#!/bin/bash"
+    directives = [line for line in script if line.startswith("#SBATCH ")]
+    assert directives == [
+        f"#SBATCH --job-name={job_name(spec)}",
+        f"#SBATCH --output={job['standardOutput']}",
+        f"#SBATCH --error={job['standardOutput']}",
+        "#SBATCH --partition=debug",
+        "#SBATCH --ntasks=2",
+        "#SBATCH --time=10",
+    ]
+    # sbatch reads directives only before the first command
+    assert script[1 : 1 + len(directives)] == directives
+    assert "export EXPERIMENT=xpptut15" in script
+    assert "export RUN_NUM=12" in script
+    assert script[-1] == (
+        "exec /opt/lute/bin/lute-run-task -c /sdf/data/lute/config/test.yaml -t Tester --debug"
+    )
+    assert submitted.log_path == job["standardOutput"].replace("%j", "22")
+
+
+async def test_submit_accepts_an_integer_job_id(router: respx.MockRouter, backend):
+    router.post(JOBS_URL).mock(return_value=httpx.Response(201, json={"jobId": 7}))
+    submitted = await backend.submit(make_spec())
+    assert submitted.tool_id == "7"
+    assert submitted.log_path is not None and submitted.log_path.endswith("_7.out")
+
+
+async def test_job_names_differ_per_job_key():
+    assert job_name(make_spec(job_key="a")) != job_name(make_spec(job_key="b"))
+    assert job_name(make_spec(job_key="a")) == job_name(make_spec(job_key="a"))
+
+
+async def test_submit_validation_error_is_rejected(router: respx.MockRouter, backend):
+    route = router.post(JOBS_URL).mock(
+        return_value=_error(400, "sbatch: error: invalid partition specified: nope")
+    )
+    with pytest.raises(SubmissionRejected, match="invalid partition specified"):
+        await backend.submit(make_spec())
+    assert route.call_count == 1  # a 400 is not retried
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"experiment": "xpp'; touch /tmp/pwned; '"},
+        {"run": "12\nexport X=1"},
+        {"slurm_args": ("--partition=debug\n#SBATCH --uid=0",)},
+        {"slurm_args": ("--comment=a b",)},
+        {"slurm_args": ("--constraint=a#b",)},
+    ],
+)
+async def test_unsafe_values_are_rejected_before_any_request(
+    router: respx.MockRouter, backend, changes
+):
+    route = router.post(JOBS_URL).mock(return_value=httpx.Response(201, json={"jobId": "1"}))
+    with pytest.raises(SubmissionRejected):
+        await backend.submit(make_spec(**changes))
+    assert route.call_count == 0
+
+
+async def test_submit_500_then_success_is_retried(router: respx.MockRouter, backend):
+    route = router.post(JOBS_URL).mock(
+        side_effect=[
+            _error(500, "Unexpected Slurm command response"),
+            httpx.Response(201, json={"jobId": "23"}),
+        ]
+    )
+    submitted = await backend.submit(make_spec())
+    assert submitted.tool_id == "23"
+    assert route.call_count == 2
+
+
+async def test_unanswered_submit_finds_the_job_instead_of_resubmitting(
+    router: respx.MockRouter, backend
+):
+    spec = make_spec()
+    post = router.post(JOBS_URL).mock(side_effect=httpx.ReadTimeout("no answer"))
+    listing = router.get(JOBS_URL).mock(
+        return_value=httpx.Response(
+            200, json={"jobs": [listed_job("40", "PENDING", name=job_name(spec))]}
+        )
+    )
+    submitted = await backend.submit(spec)
+    assert submitted.tool_id == "40"
+    assert post.call_count == 1  # never sent twice
+    assert listing.call_count == 1
+
+
+async def test_unanswered_submit_is_resent_when_the_job_is_not_listed(
+    router: respx.MockRouter, backend
+):
+    post = router.post(JOBS_URL).mock(
+        side_effect=[httpx.ReadTimeout("no answer"), httpx.Response(201, json={"jobId": "41"})]
+    )
+    router.get(JOBS_URL).mock(
+        return_value=httpx.Response(200, json={"jobs": [listed_job("9", "RUNNING", name="other")]})
+    )
+    submitted = await backend.submit(make_spec())
+    assert submitted.tool_id == "41"
+    assert post.call_count == 2
+
+
+async def test_submit_without_job_id_is_an_error(router: respx.MockRouter, backend):
+    router.post(JOBS_URL).mock(return_value=httpx.Response(201, json={"jobId": None}))
+    with pytest.raises(BackendError, match="no job id"):
+        await backend.submit(make_spec())
+
+
+# -- the batch script, run by a real bash -------------------------------------
+
+
+async def test_batch_script_runs_with_every_value_intact(tmp_path: Path, tokens):
+    """Shell metacharacters in paths reach the launcher as data, never as code."""
+    import subprocess
+
+    marker = tmp_path / "pwned"
+    launcher = tmp_path / "launcher.sh"
+    launcher.write_text(
+        '#!/bin/bash\nprintf "%s\\n" "EXPERIMENT=$EXPERIMENT" "RUN_NUM=$RUN_NUM" "$@"\n'
+    )
+    launcher.chmod(0o755)
+    evil_config = Path(f"/cfg/a b/$(touch {marker})/`touch {marker}`;x'y\".yaml")
+    be = FirecrestBackend(
+        firecrest_url="https://firecrest.example.org",
+        system=SYSTEM,
+        work_dir=WORK_DIR,
+        token_source=tokens,
+        launcher=str(launcher),
+    )
+    try:
+        script = be.batch_script(make_spec(config_path=evil_config, run="12_2024-05-01"))
+    finally:
+        await be.aclose()
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "EXPERIMENT=xpptut15",
+        "RUN_NUM=12_2024-05-01",
+        "-c",
+        str(evil_config),
+        "-t",
+        "Tester",
+    ]
+    assert not marker.exists()
+
+
+async def test_render_is_the_script_submit_sends(router: respx.MockRouter, backend):
+    route = router.post(JOBS_URL).mock(return_value=httpx.Response(201, json={"jobId": "5"}))
+    spec = make_spec()
+    rendering = backend.render(spec)
+    assert route.call_count == 0  # a dry run submits nothing
+    await backend.submit(spec)
+    sent = json.loads(route.calls.last.request.content)["job"]["script"]
+    # the two differ at most in the timestamp of the log file name
+    stamp = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d")
+    assert rendering.backend == "firecrest"
+    assert rendering.script is not None
+    assert stamp.sub("DATE", rendering.script) == stamp.sub("DATE", sent)
+    assert rendering.argv == [
+        "/opt/lute/bin/lute-run-task",
+        "-c",
+        "/sdf/data/lute/config/test.yaml",
+        "-t",
+        "Tester",
+    ]
+    assert shlex.split(rendering.script.splitlines()[-1])[1:] == rendering.argv
+
+
+# -- statuses ---------------------------------------------------------------
+
+
+async def test_statuses_of_many_jobs_take_one_listing_call(router: respx.MockRouter, backend):
+    route = router.get(JOBS_URL).mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "jobs": [
+                    listed_job("101", "PENDING", exit_code=0),
+                    listed_job("102", "RUNNING", exit_code=0),
+                    listed_job("103", "COMPLETED", exit_code=0),
+                    listed_job("104", "FAILED", exit_code=3, signal=0),
+                    listed_job("105", "CANCELLED by 1234", exit_code=0, signal=15),
+                    listed_job("106", "TIMEOUT", exit_code=0, signal=0),
+                    listed_job("107", ["OUT_OF_MEMORY"], exit_code=0, signal=9),
+                    listed_job("999", "RUNNING"),  # someone else's job of this account
+                ]
+            },
+        )
+    )
+    asked = ["101", "102", "103", "104", "105", "106", "107", "555"]
+
+    states = await backend.statuses(asked)
+
+    assert route.call_count == 1
+    assert set(states) == set(asked) - {"555"}  # unlisted ids are left out
+    expected = {
+        "101": (JobStatus.SUBMITTED, "PENDING", None),
+        "102": (JobStatus.RUNNING, "RUNNING", None),
+        "103": (JobStatus.DONE, "COMPLETED", 0),
+        "104": (JobStatus.FAILED, "FAILED", 3),
+        "105": (JobStatus.EXITED, "CANCELLED by 1234", 143),
+        "106": (JobStatus.FAILED, "TIMEOUT", 0),
+        "107": (JobStatus.FAILED, "OUT_OF_MEMORY", 137),
+    }
+    for tool_id, (status, raw, code) in expected.items():
+        state = states[tool_id]
+        assert (state.tool_id, state.status, state.raw_status, state.exit_code) == (
+            tool_id,
+            status,
+            raw,
+            code,
+        )
+
+
+async def test_statuses_of_no_jobs_make_no_call(router: respx.MockRouter, backend):
+    route = router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": []}))
+    assert await backend.statuses([]) == {}
+    assert route.call_count == 0
+
+
+async def test_statuses_with_null_job_list(router: respx.MockRouter, backend):
+    router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": None}))
+    assert await backend.statuses(["1"]) == {}
+
+
+async def test_listing_500_then_success(router: respx.MockRouter, backend):
+    route = router.get(JOBS_URL).mock(
+        side_effect=[
+            _error(500, "Error executing Slurm command."),
+            httpx.Response(200, json={"jobs": [listed_job("1", "RUNNING")]}),
+        ]
+    )
+    states = await backend.statuses(["1"])
+    assert states["1"].status is JobStatus.RUNNING
+    assert route.call_count == 2
+
+
+async def test_persistent_500_is_unavailable_after_the_budget(router: respx.MockRouter, backend):
+    route = router.get(JOBS_URL).mock(return_value=_error(500, "slurmctld is down"))
+    with pytest.raises(BackendUnavailable, match=r"after 3 attempt.*slurmctld is down") as err:
+        await backend.statuses(["1"])
+    assert route.call_count == 3  # max_attempts, then it stops
+    assert err.value.retry_after > 0
+
+
+async def test_retry_after_of_a_503_is_passed_on(router: respx.MockRouter, backend):
+    router.get(JOBS_URL).mock(
+        return_value=httpx.Response(503, headers={"Retry-After": "17"}, json={"message": "busy"})
+    )
+    with pytest.raises(BackendUnavailable) as err:
+        await backend.statuses(["1"])
+    assert err.value.retry_after == 17
+
+
+@pytest.mark.parametrize(
+    "failure", [httpx.ReadTimeout("read timed out"), httpx.ConnectError("refused")]
+)
+async def test_timeouts_and_connection_errors_are_retried_then_unavailable(
+    router: respx.MockRouter, backend, failure
+):
+    route = router.get(JOBS_URL).mock(side_effect=failure)
+    with pytest.raises(BackendUnavailable, match=type(failure).__name__):
+        await backend.statuses(["1"])
+    assert route.call_count == 3
+
+
+async def test_timeout_then_success(router: respx.MockRouter, backend):
+    route = router.get(JOBS_URL).mock(
+        side_effect=[
+            httpx.ReadTimeout("slow"),
+            httpx.Response(200, json={"jobs": [listed_job("1", "COMPLETED")]}),
+        ]
+    )
+    assert (await backend.statuses(["1"]))["1"].status is JobStatus.DONE
+    assert route.call_count == 2
+
+
+async def test_retry_budget_in_time_bounds_the_attempts(router: respx.MockRouter, tokens):
+    be = FirecrestBackend(
+        firecrest_url="https://firecrest.example.org",
+        system=SYSTEM,
+        work_dir=WORK_DIR,
+        token_source=tokens,
+        max_attempts=50,
+        retry_budget=0.0,
+        backoff_initial=0.001,
+    )
+    route = router.get(JOBS_URL).mock(return_value=_error(502, "bad gateway"))
+    try:
+        with pytest.raises(BackendUnavailable):
+            await be.statuses(["1"])
+    finally:
+        await be.aclose()
+    assert route.call_count == 1
+
+
+# -- tokens -----------------------------------------------------------------
+
+
+async def test_401_refreshes_the_token_once_then_retries(
+    router: respx.MockRouter, backend, tokens: StubTokenSource
+):
+    route = router.get(JOBS_URL).mock(
+        side_effect=[
+            _error(401, "Token expired"),
+            httpx.Response(200, json={"jobs": [listed_job("1", "RUNNING")]}),
+        ]
+    )
+    states = await backend.statuses(["1"])
+    assert states["1"].status is JobStatus.RUNNING
+    assert tokens.issued == 2
+    assert [call.request.headers["Authorization"] for call in route.calls] == [
+        "Bearer tok-1",
+        "Bearer tok-2",
+    ]
+
+
+async def test_a_cached_token_is_reused(router: respx.MockRouter, backend, tokens):
+    router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": []}))
+    await backend.statuses(["1"])
+    await backend.statuses(["1"])
+    assert tokens.issued == 1
+
+
+async def test_401_twice_is_unavailable_without_looping(
+    router: respx.MockRouter, backend, tokens: StubTokenSource
+):
+    route = router.get(JOBS_URL).mock(return_value=_error(401, "Invalid token"))
+    with pytest.raises(BackendUnavailable, match="refused twice"):
+        await backend.statuses(["1"])
+    assert route.call_count == 2
+    assert tokens.issued == 2
+
+
+class RefusingTokenSource:
+    """A token server that rejects the client credentials."""
+
+    def get_access_token(self) -> str:
+        resp = requests.Response()
+        resp.status_code = 401
+        resp._content = b'{"error": "unauthorized_client"}'
+        raise ClientsCredentialsException([resp])
+
+
+class UnreachableTokenSource:
+    calls = 0
+
+    def get_access_token(self) -> str:
+        type(self).calls += 1
+        raise requests.ConnectionError("token server down")
+
+
+async def test_refused_client_credentials_name_the_variables(router: respx.MockRouter):
+    be = FirecrestBackend(
+        firecrest_url="https://firecrest.example.org",
+        system=SYSTEM,
+        work_dir=WORK_DIR,
+        token_source=RefusingTokenSource(),
+    )
+    route = router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": []}))
+    try:
+        with pytest.raises(BackendUnavailable, match="FIRECREST_CLIENT_ID"):
+            await be.statuses(["1"])
+    finally:
+        await be.aclose()
+    assert route.call_count == 0
+
+
+async def test_unreachable_token_server_is_retried_then_unavailable(router: respx.MockRouter):
+    be = FirecrestBackend(
+        firecrest_url="https://firecrest.example.org",
+        system=SYSTEM,
+        work_dir=WORK_DIR,
+        token_source=UnreachableTokenSource(),
+        max_attempts=2,
+        backoff_initial=0.001,
+    )
+    try:
+        with pytest.raises(BackendUnavailable, match="token server"):
+            await be.statuses(["1"])
+    finally:
+        await be.aclose()
+    assert UnreachableTokenSource.calls == 2
+
+
+# -- logs -------------------------------------------------------------------
+
+
+async def test_read_log_from_an_offset(router: respx.MockRouter, backend):
+    path = f"{WORK_DIR}/Tester_xpptut15_r0012_2024-05-01_10-00-00_22.out"
+    route = router.get(VIEW_URL).mock(
+        return_value=httpx.Response(200, json={"output": "données\n"})
+    )
+    chunk = await backend.read_log("22", path, offset=100, limit=4096)
+    params = dict(route.calls.last.request.url.params)
+    assert params == {"path": path, "size": "4096", "offset": "100"}
+    assert chunk.text == "données\n"
+    assert chunk.offset == 100
+    assert chunk.next_offset == 100 + len("données\n".encode())  # bytes, not characters
+
+
+async def test_read_log_newer_view_shape(router: respx.MockRouter, backend):
+    router.get(VIEW_URL).mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "output": {
+                    "content": "abc",
+                    "fileSize": 10,
+                    "startOffset": 7,
+                    "endOffset": 0,
+                }
+            },
+        )
+    )
+    chunk = await backend.read_log("22", f"{WORK_DIR}/x.out", offset=7, limit=100)
+    assert (chunk.text, chunk.next_offset) == ("abc", 10)
+
+
+async def test_read_log_caps_the_size_at_the_server_limit(router: respx.MockRouter, backend):
+    route = router.get(VIEW_URL).mock(return_value=httpx.Response(200, json={"output": ""}))
+    await backend.read_log("22", f"{WORK_DIR}/x.out", offset=0, limit=50 * 1024 * 1024)
+    assert route.calls.last.request.url.params["size"] == str(5 * 1024 * 1024)
+
+
+async def test_read_log_of_a_missing_file_is_empty(router: respx.MockRouter, backend):
+    router.get(VIEW_URL).mock(return_value=_error(404, "No such file or directory"))
+    chunk = await backend.read_log("22", f"{WORK_DIR}/x.out", offset=5, limit=100)
+    assert (chunk.text, chunk.offset, chunk.next_offset) == ("", 5, 5)
+
+
+async def test_read_log_without_a_path_asks_the_job_metadata(router: respx.MockRouter, backend):
+    out = f"{WORK_DIR}/Tester_xpptut15_r0012_2024-05-01_10-00-00_%j.out"
+    router.get(f"{JOBS_URL}/22/metadata").mock(
+        return_value=httpx.Response(
+            200, json={"jobs": [{"jobId": "22", "script": "#!/bin/bash", "standardOutput": out}]}
+        )
+    )
+    view = router.get(VIEW_URL).mock(return_value=httpx.Response(200, json={"output": "hi"}))
+    chunk = await backend.read_log("22", None, offset=0, limit=10)
+    assert chunk.text == "hi"
+    assert view.calls.last.request.url.params["path"] == out.replace("%j", "22")
+
+
+# -- cancel -----------------------------------------------------------------
+
+
+async def test_cancel_deletes_the_job(router: respx.MockRouter, backend):
+    route = router.delete(f"{JOBS_URL}/22").mock(return_value=httpx.Response(204))
+    await backend.cancel("22")
+    assert route.call_count == 1
+    assert route.calls.last.request.headers["Authorization"] == "Bearer tok-1"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _error(
+            500,
+            "Unexpected Slurm command response. exit_status:0 std_err:scancel: error: Kill job "
+            "error on job id 22: Job/step already completing or completed",
+        ),
+        httpx.Response(404, json={"detail": "Job not found"}),
+    ],
+)
+async def test_cancelling_an_ended_job_is_not_an_error(router: respx.MockRouter, backend, answer):
+    route = router.delete(f"{JOBS_URL}/22").mock(return_value=answer)
+    await backend.cancel("22")
+    assert route.call_count == 1  # no retry either
+
+
+async def test_cancel_outage_is_unavailable(router: respx.MockRouter, backend):
+    router.delete(f"{JOBS_URL}/22").mock(return_value=_error(500, "Connection refused"))
+    with pytest.raises(BackendUnavailable):
+        await backend.cancel("22")
+
+
+async def test_cancel_refuses_a_malformed_id(router: respx.MockRouter, backend):
+    with pytest.raises(BackendError):
+        await backend.cancel("22/../../status")
+
+
+# -- health -----------------------------------------------------------------
+
+
+def _systems(healthy: bool = True, name: str = SYSTEM) -> dict[str, object]:
+    return {
+        "systems": [
+            {
+                "name": name,
+                "ssh": {"host": "login", "port": 22},
+                "scheduler": {"type": "slurm", "version": "22.05.8"},
+                "servicesHealth": [
+                    {
+                        "serviceType": "scheduler",
+                        "lastChecked": "2024-05-01T10:00:00Z",
+                        "latency": 0.2,
+                        "healthy": healthy,
+                        "message": None if healthy else "slurmctld not responding",
+                    },
+                    {"serviceType": "ssh", "healthy": True},
+                ],
+                "probing": {"interval": 60, "timeout": 10},
+                "fileSystems": [],
+            }
+        ]
+    }
+
+
+async def test_health_ok(router: respx.MockRouter, backend):
+    route = router.get("/status/systems").mock(return_value=httpx.Response(200, json=_systems()))
+    await backend.health()
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (httpx.Response(200, json=_systems(healthy=False)), "slurmctld not responding"),
+        (httpx.Response(200, json=_systems(name="other")), "does not offer"),
+        (_error(503, "maintenance"), "maintenance"),
+    ],
+)
+async def test_health_down(router: respx.MockRouter, backend, answer, message):
+    router.get("/status/systems").mock(return_value=answer)
+    with pytest.raises(BackendUnavailable, match=message):
+        await backend.health()
