@@ -234,7 +234,6 @@ class Stack:
                 "JID_STATE_DIR": str(jid_dir),
                 "JID_ALLOWED_CONFIG_ROOTS": json.dumps(self.allowed_config_roots),
                 "JID_LOCAL_MAX_PARALLEL": "4",
-                "LUTE_LOG_DIR": str(jid_dir / "slurm_logs"),
             }
         )
         env.update(self.extra_env)

@@ -2,7 +2,8 @@
 
 ``$LUTE_LAUNCH_CONFIG`` or ``~/.config/lute/launch.yaml``; top-level profiles
 ``default`` and ``test`` (``--test``), each with ``airflow_url``, ``username``,
-``password`` (or ``token``), ``jid_url``, ``jid_token``. The file holds secrets,
+``password`` (or ``token``), ``jid_url``, ``jid_token``, and for ``--admin``
+``admin_username``/``admin_password`` (or ``admin_token``). The file holds secrets,
 so it is refused unless only its owner can read it (mode 0600 or stricter).
 Environment variables override single fields: ``LUTE_AIRFLOW_URL``,
 ``LUTE_AIRFLOW_USERNAME``, ``LUTE_AIRFLOW_PASSWORD``, ``LUTE_AIRFLOW_TOKEN``,
@@ -46,6 +47,9 @@ class Profile(BaseModel):
     token: str | None = None
     jid_url: str | None = None
     jid_token: str | None = None
+    admin_username: str | None = None
+    admin_password: str | None = None
+    admin_token: str | None = None
 
     def __repr__(self) -> str:  # secrets stay out of tracebacks and logs
         return f"Profile(airflow_url={self.airflow_url!r}, jid_url={self.jid_url!r})"

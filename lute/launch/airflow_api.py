@@ -1,0 +1,179 @@
+"""A small client of Airflow 3's REST API v2 (what the launcher needs, nothing more).
+
+Token auth: ``POST /auth/token`` with the user's name and password gives a JWT
+sent as ``Authorization: Bearer``; a ready token can be given instead. Every
+call has a timeout; connection errors are retried a few times with backoff and
+then raised as :class:`AirflowUnreachableError`. A refused login or token is
+:class:`AirflowAuthError`. The password and token never appear in messages.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+HEALTH_NEEDED = ("metadatabase", "scheduler", "triggerer")
+
+
+class AirflowError(Exception):
+    """Airflow answered with an unexpected error."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class AirflowUnreachableError(AirflowError):
+    """Airflow could not be reached (after a few retries) or is not healthy."""
+
+
+class AirflowAuthError(AirflowError):
+    """Airflow refused the credentials."""
+
+
+class AirflowNotFoundError(AirflowError):
+    """The DAG or run does not exist."""
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+class AirflowClient:
+    """Blocking client of one Airflow instance."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        attempts: int = 3,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._username = username
+        self._password = password
+        self._token = token
+        self.attempts = attempts
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"AirflowClient({self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # ------------------------------------------------------------- transport
+    def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        delay = 0.5
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self._http.request(method, path, **kw)
+            except httpx.TransportError as exc:
+                if attempt == self.attempts:
+                    raise AirflowUnreachableError(
+                        f"cannot reach Airflow at {self.base_url} ({type(exc).__name__})"
+                    ) from None
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def login(self) -> None:
+        """Get a JWT from ``/auth/token`` unless a token was given."""
+        if self._token:
+            return
+        if not (self._username and self._password):
+            raise AirflowAuthError("no Airflow credentials (username and password, or a token)")
+        resp = self._send(
+            "POST", "/auth/token", json={"username": self._username, "password": self._password}
+        )
+        if resp.status_code in (401, 403):
+            raise AirflowAuthError(
+                f"Airflow at {self.base_url} refused the login of user {self._username!r}",
+                resp.status_code,
+            )
+        if resp.status_code >= 400:
+            raise AirflowError(f"Airflow login failed ({resp.status_code})", resp.status_code)
+        self._token = resp.json()["access_token"]
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        """An authenticated call; the decoded JSON body (None if empty)."""
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        resp = self._send(method, path, headers=headers, **kw)
+        if resp.status_code in (401, 403):
+            raise AirflowAuthError(
+                f"Airflow refused the credentials ({resp.status_code}) for {method} {path}",
+                resp.status_code,
+            )
+        if resp.status_code == 404:
+            raise AirflowNotFoundError(f"Airflow: not found: {method} {path}", 404)
+        if resp.status_code >= 400:
+            detail = resp.text[:300]
+            raise AirflowError(
+                f"Airflow answered {resp.status_code} to {method} {path}: {detail}",
+                resp.status_code,
+            )
+        return resp.json() if resp.content else None
+
+    # ---------------------------------------------------------------- calls
+    def health(self) -> dict[str, Any]:
+        """``/api/v2/monitor/health`` (no auth needed)."""
+        resp = self._send("GET", "/api/v2/monitor/health")
+        if resp.status_code >= 400:
+            raise AirflowUnreachableError(f"Airflow health check answered {resp.status_code}")
+        return resp.json()
+
+    def check_health(self, needed: tuple[str, ...] = HEALTH_NEEDED) -> None:
+        """Raise AirflowUnreachableError unless every ``needed`` component is healthy."""
+        body = self.health()
+        bad = [k for k in needed if (body.get(k) or {}).get("status") != "healthy"]
+        if bad:
+            raise AirflowUnreachableError(
+                f"Airflow at {self.base_url} is up but not healthy: {', '.join(bad)}"
+            )
+
+    def get_dag(self, dag_id: str) -> dict[str, Any]:
+        """The DAG's details (raises AirflowNotFoundError)."""
+        return self.request("GET", f"/api/v2/dags/{_q(dag_id)}")
+
+    def unpause(self, dag_id: str) -> None:
+        """Unpause a DAG."""
+        self.request("PATCH", f"/api/v2/dags/{_q(dag_id)}", json={"is_paused": False})
+
+    def tasks(self, dag_id: str) -> list[dict[str, Any]]:
+        """The DAG's tasks (``task_id``, ``operator_name``, ...)."""
+        return self.request("GET", f"/api/v2/dags/{_q(dag_id)}/tasks")["tasks"]
+
+    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> dict[str, Any]:
+        """Create a DAG run now (``logical_date`` null, as Airflow 3 requires)."""
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        return self.request("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", json=body)
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """The run's details (``state``, dates)."""
+        return self.request("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances."""
+        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances"
+        return self.request("GET", path, params={"limit": 1000})["task_instances"]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
+        """An XCom value (native JSON)."""
+        path = (
+            f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/"
+            f"{_q(task_id)}/xcomEntries/{_q(key)}"
+        )
+        return self.request("GET", path)["value"]
+
+    def mark_run_failed(self, dag_id: str, run_id: str) -> None:
+        """Set the run's state to failed (Airflow then stops its running tasks)."""
+        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}"
+        self.request("PATCH", path, json={"state": "failed"})

@@ -1,0 +1,63 @@
+"""Check a task config before a workflow is triggered.
+
+Two things are checked, both cheaply and without running any Task code:
+
+* the file parses as LUTE's two-document YAML and every substitution
+  resolves (``lute.io.config.load_config``, with ``EXPERIMENT``/``RUN_NUM``
+  of this launch, so the header may leave them to the environment);
+* every managed task of the workflow has a section for its Task: DAGs name
+  managed tasks (``Tester``) while the config has one section per Task
+  (``Test``); ``lute.managed_tasks`` maps one to the other.
+
+Parameters are not validated against the Task models here: some take their
+defaults from the results of earlier steps of the same run (the results DB),
+which do not exist yet before the run starts. Each managed task validates its
+own parameters when it runs, and a bad value fails that step with the file,
+Task and key named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+class ConfigCheckError(Exception):
+    """The config cannot be used for this workflow (the launcher exits 2)."""
+
+    code = 2
+
+
+def task_of(managed_task: str) -> str:
+    """The Task name a managed task runs (KeyError if the managed task is unknown)."""
+    from lute.managed_tasks import get_managed_task
+
+    return get_managed_task(managed_task).task_name
+
+
+def check_task_config(
+    config_path: str | Path, managed_tasks: Sequence[str], env: Mapping[str, str]
+) -> None:
+    """Raise ConfigCheckError unless the config parses and covers every managed task."""
+    from lute.io.config import ConfigError, load_config
+
+    path = Path(config_path)
+    if not path.is_file():
+        raise ConfigCheckError(f"{path}: no such config file")
+    try:
+        config = load_config(path, environ=env)
+    except ConfigError as exc:
+        raise ConfigCheckError(str(exc)) from None
+    missing = []
+    for name in managed_tasks:
+        try:
+            task = task_of(name)
+        except KeyError:
+            raise ConfigCheckError(f"the workflow uses an unknown managed task {name!r}") from None
+        if task not in config.tasks:
+            missing.append(f"{task} (for {name})")
+    if missing:
+        raise ConfigCheckError(
+            f"{path}: no section for Task(s) {', '.join(missing)}; "
+            f"the file has: {', '.join(config.tasks) or 'none'}"
+        )
