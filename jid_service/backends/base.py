@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(str, enum.Enum):  # noqa: UP042 - str mix-in: JSON and == with strings
     """ARP job statuses."""
 
     SUBMITTED = "SUBMITTED"
@@ -80,7 +80,7 @@ class BackendError(Exception):
     """A backend failed in a way the caller can act on."""
 
 
-class BackendUnavailable(BackendError):
+class BackendUnavailable(BackendError):  # noqa: N818 - public name other parts use
     """The scheduler or gateway cannot be reached now; retry later (HTTP 503)."""
 
     def __init__(self, message: str, retry_after: float = 5.0) -> None:
@@ -88,7 +88,7 @@ class BackendUnavailable(BackendError):
         self.retry_after = retry_after
 
 
-class SubmissionRejected(BackendError):
+class SubmissionRejected(BackendError):  # noqa: N818 - public name other parts use
     """The scheduler refused the job (HTTP 422): nothing was submitted."""
 
 
@@ -106,7 +106,9 @@ class Backend(abc.ABC):
         """States of many jobs in one scheduler call. Unknown ids are left out."""
 
     @abc.abstractmethod
-    async def read_log(self, tool_id: str, log_path: str | None, offset: int, limit: int) -> LogChunk:
+    async def read_log(
+        self, tool_id: str, log_path: str | None, offset: int, limit: int
+    ) -> LogChunk:
         """Read up to ``limit`` bytes of the job's log from ``offset``."""
 
     @abc.abstractmethod
@@ -121,6 +123,13 @@ class Backend(abc.ABC):
     async def health(self) -> None:
         """Raise BackendUnavailable unless the scheduler answers."""
 
+    async def tick(self) -> None:  # noqa: B027 - optional hook
+        """Called by the JID's poller once per tick, before :meth:`statuses`.
+
+        Backends with work of their own per tick (the ``local`` backend starts
+        queued jobs here when a slot is free) override it.
+        """
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients and background work."""
 
@@ -130,3 +139,30 @@ def log_path_for(log_dir: Path, spec: SubmitSpec, date: str, job_id: str) -> Pat
     run = spec.run.split("_", 1)[0]
     run_part = f"{int(run):04d}" if run.isdigit() else run
     return log_dir / f"{spec.taskname}_{spec.experiment}_r{run_part}_{date}_{job_id}.out"
+
+
+def read_text_chunk(path: Path, offset: int, limit: int) -> LogChunk:
+    """Read up to ``limit`` bytes of a text file from ``offset`` as a LogChunk.
+
+    A multi-byte UTF-8 character cut by ``limit`` is left for the next read
+    (``next_offset`` stops before it), so chunks concatenate to the file's
+    text. A missing file reads as empty (the job has not written yet).
+    """
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(limit)
+            at_end = len(data) < limit or not fh.read(1)
+    except FileNotFoundError:
+        return LogChunk(text="", offset=offset, next_offset=offset)
+    if not at_end:
+        # drop a trailing incomplete UTF-8 sequence (at most 3 bytes)
+        for back in range(1, min(4, len(data)) + 1):
+            byte = data[-back]
+            if byte & 0xC0 != 0x80:  # a lead byte or ASCII
+                need = 1 if byte < 0x80 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+                if need > back and back < len(data):  # never return nothing
+                    data = data[:-back]
+                break
+    return LogChunk(text=data.decode("utf-8", errors="replace"), offset=offset,
+                    next_offset=offset + len(data))

@@ -1,0 +1,160 @@
+"""The FastAPI application: routes, error envelopes, request metrics, the poller's lifetime."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jid_service import __version__ as _version
+from jid_service.backends import create_backend
+from jid_service.backends.base import Backend, BackendError, BackendUnavailable
+from jid_service.errors import ApiError
+from jid_service.metrics import Metrics
+from jid_service.routes import ops, router
+from jid_service.service import JobService
+from jid_service.settings import JIDSettings
+from jid_service.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def _error(status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"success": False, "value": None, "error": message},
+                        status_code=status_code, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+class RequestMetricsMiddleware:
+    """Time every HTTP request, labelled by route template (never by raw path)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], template, str(status)).observe(
+                time.perf_counter() - start
+            )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status_code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(BackendUnavailable)
+    async def _unavailable(_request: Request, exc: BackendUnavailable) -> JSONResponse:
+        return _error(503, f"backend unavailable: {exc}",
+                      {"Retry-After": str(max(1, round(exc.retry_after)))})
+
+    @app.exception_handler(BackendError)
+    async def _backend(_request: Request, exc: BackendError) -> JSONResponse:
+        log.warning("backend error: %s", exc)
+        return _error(503, f"backend error: {exc}", {"Retry-After": "10"})
+
+    async def _store_down(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("job store unavailable: %s", type(exc).__name__)
+        return _error(503, "job store unavailable", {"Retry-After": "5"})
+
+    for exc_type in (OperationalError, PoolTimeout, DBAPIError):
+        app.add_exception_handler(exc_type, _store_down)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error(500, f"internal error ({type(exc).__name__})")
+
+
+def create_app(
+    settings: JIDSettings,
+    backend: Backend | None = None,
+    store: JobStore | None = None,
+) -> FastAPI:
+    """The JID application for ``settings`` (backend and store built from them unless given)."""
+    if not settings.auth_secret:
+        raise ValueError("JID settings: auth_secret is required (JID_AUTH_SECRET)")
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = JobService(
+            settings,
+            backend if backend is not None else create_backend(settings),
+            store if store is not None else JobStore(settings.effective_db_url),
+            metrics,
+        )
+        app.state.service = service
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="LUTE job interface daemon",
+        version=_version,
+        description=(
+            "ARP-compatible job interface: submit managed tasks to a batch backend, "
+            "follow them, read their logs. Every answer is "
+            '`{"success": bool, "value": ..., "error": str | null}`.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.include_router(router)
+    app.include_router(ops)
+    _install_error_handlers(app)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    return app
+
+
+def app_from_environment() -> Any:
+    """An app from the environment and settings file (for ``uvicorn --factory``)."""
+    from jid_service.settings import load_settings
+
+    return create_app(load_settings())

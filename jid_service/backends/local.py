@@ -1,0 +1,330 @@
+"""The ``local`` backend: run managed tasks as detached processes on this host.
+
+Each job is ``lute-run-task -c CONFIG -t NAME [--debug]`` wrapped by
+:mod:`jid_service.backends.local_runner`, started in its own session with stdout
+and stderr in a log file. All state lives in files under ``<state_dir>/local``,
+so a JID restart (even ``kill -9``) loses nothing and never starts a job twice::
+
+    jobs/<id>/spec.json   what to run (argv, environment additions, log path)
+    jobs/<id>/pid         "<pid> <start time>" of the runner once started
+    jobs/<id>/exit        {"exit_code", "cancelled"}, written atomically at the end
+    jobs/<id>/cancelled   marker: a cancel was requested
+    keys/<sha256(_id)>    the job id of a control document (idempotent submit)
+    queue/<ns>_<id>       a job waiting for a free slot (``max_parallel``)
+    running/<id>          a started job not yet seen finished
+
+At most ``max_parallel`` jobs run; the others wait as SUBMITTED and are started
+by :meth:`LocalBackend.tick`, which the JID's poller calls once per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from jid_service.backends.base import (
+    Backend,
+    BackendJobState,
+    BackendUnavailable,
+    JobStatus,
+    LogChunk,
+    Rendering,
+    SubmitSpec,
+    Submitted,
+    log_path_for,
+    read_text_chunk,
+)
+
+log = logging.getLogger(__name__)
+
+RUNNER_MODULE = "jid_service.backends.local_runner"
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """The kernel start time of ``pid`` (guards against pid reuse); None if gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces: split after its closing parenthesis
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+class LocalBackend(Backend):
+    """Detached local processes with file-based state.
+
+    Args:
+        state_dir: where job state and logs live (``<state_dir>/local``).
+        command: argv prefix of a managed-task run (``python -m lute.run_task``).
+        max_parallel: how many jobs may run at once.
+    """
+
+    name = "local"
+
+    def __init__(self, state_dir: Path, command: list[str], max_parallel: int = 16) -> None:
+        self.root = Path(state_dir) / "local"
+        self.command = list(command)
+        self.max_parallel = max_parallel
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = asyncio.Lock()
+        for sub in ("jobs", "keys", "queue", "running", "logs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------- layout ---
+    def _job_dir(self, tool_id: str) -> Path:
+        if not tool_id.isalnum():  # ids are ours (hex); anything else is not a job here
+            raise KeyError(tool_id)
+        return self.root / "jobs" / tool_id
+
+    def _key_file(self, job_key: str) -> Path:
+        return self.root / "keys" / hashlib.sha256(job_key.encode()).hexdigest()
+
+    def task_argv(self, spec: SubmitSpec) -> list[str]:
+        """The managed-task command a job runs."""
+        argv = [*self.command, "-c", str(spec.config_path), "-t", spec.taskname]
+        if spec.debug:
+            argv.append("--debug")
+        return argv
+
+    # ------------------------------------------------------------ interface ---
+    async def submit(self, spec: SubmitSpec) -> Submitted:
+        """Queue the job (idempotent on ``spec.job_key``) and start it if a slot is free."""
+        async with self._lock:
+            submitted = await asyncio.to_thread(self._submit_sync, spec)
+        await self.tick()
+        return submitted
+
+    def _submit_sync(self, spec: SubmitSpec) -> Submitted:
+        key_file = self._key_file(spec.job_key)
+        existing = self._existing(key_file)
+        if existing is not None:
+            return existing
+        tool_id = uuid.uuid4().hex[:16]
+        job_dir = self._job_dir(tool_id)
+        job_dir.mkdir(parents=True)
+        date = dt.datetime.now().strftime("%Y-%m-%dT%H%M%S")
+        log_path = log_path_for(self.root / "logs", spec, date, tool_id)
+        env = {"EXPERIMENT": spec.experiment, "RUN_NUM": spec.run, "LUTE_JOB_ID": tool_id}
+        record = {"argv": self.task_argv(spec), "env": env, "log_path": str(log_path),
+                  "job_key": spec.job_key, "submitted_at": time.time()}
+        tmp = job_dir / "spec.json.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, job_dir / "spec.json")
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:  # a twin submission won the race: keep its job
+            (job_dir / "spec.json").unlink()
+            job_dir.rmdir()
+            found = self._existing(key_file)
+            if found is None:
+                raise BackendUnavailable("local backend: job key in flux, retry", 1.0) from None
+            return found
+        with os.fdopen(fd, "w") as fh:
+            fh.write(tool_id)
+        (self.root / "queue" / f"{time.time_ns():020d}_{tool_id}").touch()
+        return Submitted(tool_id=tool_id, log_path=str(log_path))
+
+    def _existing(self, key_file: Path) -> Submitted | None:
+        try:
+            tool_id = key_file.read_text().strip()
+        except FileNotFoundError:
+            return None
+        if not tool_id:
+            return None
+        try:
+            spec = json.loads((self._job_dir(tool_id) / "spec.json").read_text())
+        except (OSError, ValueError, KeyError):
+            return None
+        return Submitted(tool_id=tool_id, log_path=spec["log_path"])
+
+    async def tick(self) -> None:
+        """Reap finished children, then start queued jobs while slots are free."""
+        async with self._lock:
+            await asyncio.to_thread(self._tick_sync)
+
+    def _tick_sync(self) -> None:
+        for tool_id, child in list(self._children.items()):
+            if child.poll() is not None:
+                del self._children[tool_id]
+        running = 0
+        for marker in (self.root / "running").iterdir():
+            state = self._state(marker.name)
+            if state is None or state.status.finished:
+                marker.unlink(missing_ok=True)
+            else:
+                running += 1
+        queued = sorted(p.name for p in (self.root / "queue").iterdir())
+        for name in queued:
+            if running >= self.max_parallel:
+                break
+            tool_id = name.split("_", 1)[1]
+            self._start(tool_id)
+            (self.root / "queue" / name).unlink(missing_ok=True)
+            running += 1
+
+    def _start(self, tool_id: str) -> None:
+        job_dir = self._job_dir(tool_id)
+        if (job_dir / "exit").exists() or (job_dir / "pid").exists():
+            return  # cancelled while queued, or started before a restart
+        spec = json.loads((job_dir / "spec.json").read_text())
+        log_path = Path(spec["log_path"])
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(spec["env"])
+        argv = [sys.executable, "-m", RUNNER_MODULE, str(job_dir / "exit"), "--", *spec["argv"]]
+        (self.root / "running" / tool_id).touch()
+        with open(log_path, "ab") as log_fh:
+            try:
+                child = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_fh,
+                    stderr=subprocess.STDOUT,
+                    cwd=job_dir,
+                    env=env,
+                    start_new_session=True,
+                )
+            except OSError as err:
+                log_fh.write(f"local backend: cannot start the job: {err}\n".encode())
+                self._write_exit(job_dir, 127, cancelled=False)
+                return
+        self._children[tool_id] = child
+        started = _proc_start_time(child.pid) or ""
+        tmp = job_dir / "pid.tmp"
+        tmp.write_text(f"{child.pid} {started}")
+        os.replace(tmp, job_dir / "pid")
+
+    @staticmethod
+    def _write_exit(job_dir: Path, exit_code: int | None, cancelled: bool) -> None:
+        tmp = job_dir / "exit.tmp"
+        tmp.write_text(json.dumps({"exit_code": exit_code, "cancelled": cancelled}))
+        os.replace(tmp, job_dir / "exit")
+
+    def _runner_alive(self, job_dir: Path) -> bool:
+        try:
+            pid_s, _, started = (job_dir / "pid").read_text().partition(" ")
+            pid = int(pid_s)
+        except (OSError, ValueError):
+            return False
+        now_started = _proc_start_time(pid)
+        return now_started is not None and (not started or now_started == started)
+
+    def _read_exit(self, job_dir: Path) -> BackendJobState | None:
+        try:
+            outcome = json.loads((job_dir / "exit").read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None
+        code = outcome.get("exit_code")
+        tool_id = job_dir.name
+        if outcome.get("cancelled") or ((job_dir / "cancelled").exists() and code != 0):
+            return BackendJobState(tool_id=tool_id, status=JobStatus.EXITED,
+                                   raw_status="CANCELLED", exit_code=code)
+        if code == 0:
+            return BackendJobState(tool_id=tool_id, status=JobStatus.DONE,
+                                   raw_status="COMPLETED", exit_code=0)
+        return BackendJobState(tool_id=tool_id, status=JobStatus.FAILED,
+                               raw_status="FAILED", exit_code=code)
+
+    def _state(self, tool_id: str) -> BackendJobState | None:
+        try:
+            job_dir = self._job_dir(tool_id)
+        except KeyError:
+            return None
+        if not (job_dir / "spec.json").exists():
+            return None
+        done = self._read_exit(job_dir)
+        if done is not None:
+            return done
+        if not (job_dir / "pid").exists():
+            return BackendJobState(tool_id=tool_id, status=JobStatus.SUBMITTED,
+                                   raw_status="PENDING")
+        if self._runner_alive(job_dir):
+            return BackendJobState(tool_id=tool_id, status=JobStatus.RUNNING, raw_status="RUNNING")
+        done = self._read_exit(job_dir)  # it may have ended between the two looks
+        if done is not None:
+            return done
+        if (job_dir / "cancelled").exists():
+            return BackendJobState(tool_id=tool_id, status=JobStatus.EXITED,
+                                   raw_status="CANCELLED")
+        # the runner vanished without writing its outcome (killed with SIGKILL)
+        return BackendJobState(tool_id=tool_id, status=JobStatus.FAILED, raw_status="LOST")
+
+    async def statuses(self, tool_ids: list[str]) -> dict[str, BackendJobState]:
+        """States of many jobs, read from their files."""
+
+        def read_all() -> dict[str, BackendJobState]:
+            out: dict[str, BackendJobState] = {}
+            for tool_id in tool_ids:
+                state = self._state(tool_id)
+                if state is not None:
+                    out[tool_id] = state
+            return out
+
+        return await asyncio.to_thread(read_all)
+
+    async def read_log(
+        self, tool_id: str, log_path: str | None, offset: int, limit: int
+    ) -> LogChunk:
+        """Read the job's log file from ``offset``."""
+        if log_path is None:
+            try:
+                spec = json.loads((self._job_dir(tool_id) / "spec.json").read_text())
+            except (OSError, ValueError, KeyError):
+                return LogChunk(text="", offset=offset, next_offset=offset)
+            log_path = spec["log_path"]
+        return await asyncio.to_thread(read_text_chunk, Path(log_path), offset, limit)
+
+    async def cancel(self, tool_id: str) -> None:
+        """Cancel: drop a queued job, or SIGTERM a running one's process group."""
+        async with self._lock:
+            await asyncio.to_thread(self._cancel_sync, tool_id)
+
+    def _cancel_sync(self, tool_id: str) -> None:
+        try:
+            job_dir = self._job_dir(tool_id)
+        except KeyError:
+            return
+        if not job_dir.exists() or (job_dir / "exit").exists():
+            return
+        (job_dir / "cancelled").touch()
+        for marker in (self.root / "queue").glob(f"*_{tool_id}"):
+            marker.unlink(missing_ok=True)
+        if not (job_dir / "pid").exists():
+            self._write_exit(job_dir, None, cancelled=True)
+            return
+        if not self._runner_alive(job_dir):
+            return
+        pid = int((job_dir / "pid").read_text().split()[0])
+        # the runner leads its own session: signal the whole group so the
+        # task's own subprocesses stop too; the runner records the cancel
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+
+    def render(self, spec: SubmitSpec) -> Rendering:
+        """The argv a job runs (inside the exit-code wrapper)."""
+        return Rendering(backend=self.name, argv=self.task_argv(spec))
+
+    async def health(self) -> None:
+        """The state directory must be writable."""
+        if not os.access(self.root, os.W_OK):
+            raise BackendUnavailable(f"local backend: state dir {self.root} is not writable")
+
+    async def aclose(self) -> None:
+        """Leave running jobs alone (they are detached); just forget the handles."""
+        self._children.clear()

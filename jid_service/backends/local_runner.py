@@ -1,0 +1,71 @@
+"""Run one command and record how it ended in an exit-code file (the local backend's wrapper).
+
+Usage: ``python -m jid_service.backends.local_runner EXITFILE -- ARGV...``
+
+The file is written atomically (temp file + rename) as JSON
+``{"exit_code": int, "cancelled": bool}``. SIGTERM/SIGINT are forwarded to the
+command and recorded as a cancellation; a command that does not stop within
+``GRACE_SECONDS`` is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+GRACE_SECONDS = 10.0
+
+
+def write_exit_file(path: Path, exit_code: int, cancelled: bool) -> None:
+    """Write the outcome atomically, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"exit_code": exit_code, "cancelled": cancelled}))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command after ``--``; return its exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) < 3 or args[1] != "--":
+        print("usage: local_runner EXITFILE -- ARGV...", file=sys.stderr)
+        return 2
+    exit_file = Path(args[0])
+    command = args[2:]
+    cancelled = threading.Event()
+    child: subprocess.Popen[bytes] | None = None
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        cancelled.set()
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        child = subprocess.Popen(command)
+    except OSError as err:
+        print(f"local_runner: cannot start {command[0]!r}: {err}", file=sys.stderr, flush=True)
+        write_exit_file(exit_file, 127, cancelled.is_set())
+        return 127
+    if cancelled.is_set():  # a signal arrived before the child existed
+        child.send_signal(signal.SIGTERM)
+    while True:
+        try:
+            code = child.wait(timeout=GRACE_SECONDS if cancelled.is_set() else None)
+            break
+        except subprocess.TimeoutExpired:
+            child.kill()
+    if code < 0:  # killed by a signal: the shell convention 128 + signal number
+        code = 128 - code
+    write_exit_file(exit_file, code, cancelled.is_set())
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

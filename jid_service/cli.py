@@ -1,0 +1,150 @@
+"""``jid-service``: run the daemon, mint tokens, list stored jobs.
+
+    jid-service serve [--host 127.0.0.1] [--port 28000] [--settings FILE]
+    jid-service token --user U --experiment E [--experiment E2] [--admin] --ttl SECONDS
+    jid-service jobs [--experiment E] [--status S] [--root-id ID] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from jid_service.auth import MIN_SECRET_LENGTH, issue_token
+from jid_service.backends.base import JobStatus
+from jid_service.settings import JIDSettings, load_settings
+
+DEFAULT_PORT = 28000
+
+
+def _settings(path: str | None) -> JIDSettings:
+    try:
+        return load_settings(Path(path) if path else None)
+    except (ValidationError, ValueError) as err:
+        raise SystemExit(f"jid-service: bad settings: {err}") from None
+
+
+def _require_secret(settings: JIDSettings) -> str:
+    secret = settings.auth_secret
+    if not secret:
+        raise SystemExit(
+            "jid-service: no auth secret configured: set JID_AUTH_SECRET (or auth_secret in "
+            "the settings file) to a random string of at least "
+            f"{MIN_SECRET_LENGTH} characters, e.g. `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`"
+        )
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise SystemExit(
+            f"jid-service: the auth secret is too short ({len(secret)} characters; "
+            f"at least {MIN_SECRET_LENGTH} needed)"
+        )
+    return secret
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the daemon under uvicorn (one worker: the poller lives in the process)."""
+    import uvicorn
+
+    from jid_service.app import create_app
+
+    settings = _settings(args.settings)
+    _require_secret(settings)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                access_log=args.access_log, timeout_graceful_shutdown=5)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a token (and nothing else) for the given user and experiments."""
+    settings = _settings(args.settings)
+    secret = _require_secret(settings)
+    if args.ttl <= 0:
+        raise SystemExit("jid-service token: --ttl must be positive")
+    print(issue_token(secret, args.user, args.experiment, args.ttl, admin=args.admin))
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """Print stored jobs as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from jid_service.store import JobStore
+
+    settings = _settings(args.settings)
+    store = JobStore(settings.effective_db_url)
+    try:
+        records = store.query(None, args.experiment, args.root_id, args.status, args.limit)
+    finally:
+        store.close()
+    table = Table(title=f"{len(records)} job(s)")
+    for column in ("_id", "experiment", "run", "task", "status", "raw", "exit", "tool_id",
+                   "root id", "submitted (UTC)"):
+        table.add_column(column, overflow="fold")
+    for rec in records:
+        doc = rec.document
+        task = doc.get("def", {}).get("name", "")
+        when = dt.datetime.fromtimestamp(rec.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(rec.id, rec.experiment, str(doc.get("run_num", "")), task, rec.status,
+                      rec.raw_status or "", "" if rec.exit_code is None else str(rec.exit_code),
+                      rec.tool_id or "", rec.arp_root_job_id or "", when)
+    Console(width=args.width).print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    parser = argparse.ArgumentParser(prog="jid-service", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def settings_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--settings", help="YAML settings file (default: $JID_SETTINGS_FILE "
+                                          "or config/jid.yaml)")
+
+    serve = sub.add_parser("serve", help="run the daemon")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--log-level", default="info",
+                       choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--access-log", action="store_true",
+                       help="log every request line (paths only, never headers)")
+    settings_arg(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="print a bearer token")
+    token.add_argument("--user", required=True)
+    token.add_argument("--experiment", action="append", required=True,
+                       help="an experiment the token may use ('*' for all); repeatable")
+    token.add_argument("--admin", action="store_true", help="may act as any run_as_user")
+    token.add_argument("--ttl", type=float, required=True, help="validity in seconds")
+    settings_arg(token)
+    token.set_defaults(func=cmd_token)
+
+    jobs = sub.add_parser("jobs", help="list stored jobs")
+    jobs.add_argument("--experiment")
+    jobs.add_argument("--status", choices=[s.value for s in JobStatus])
+    jobs.add_argument("--root-id", help="arp_root_job_id of a workflow run")
+    jobs.add_argument("--limit", type=int, default=1000)
+    jobs.add_argument("--width", type=int, default=None, help="table width (default: terminal)")
+    settings_arg(jobs)
+    jobs.set_defaults(func=cmd_jobs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``jid-service`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

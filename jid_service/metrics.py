@@ -1,0 +1,64 @@
+"""Prometheus metrics of one JID instance (its own registry, so apps in tests do not clash).
+
+Labels are bounded: route *templates* (``/jid/ws/{experiment}/start_job``), never
+raw paths with ids, and never anything from a request header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from jid_service.backends.base import JobStatus
+
+
+class Metrics:
+    """The JID's metric families."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.jobs = Gauge("jid_jobs", "Stored jobs by status", ["status"], registry=self.registry)
+        self.backend_calls = Counter(
+            "jid_backend_calls", "Backend calls by operation and outcome",
+            ["operation", "outcome"], registry=self.registry,
+        )
+        self.backend_latency = Histogram(
+            "jid_backend_call_seconds", "Backend call latency by operation", ["operation"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.requests = Histogram(
+            "jid_request_seconds", "HTTP request latency by route template",
+            ["method", "route", "status"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60),
+        )
+        self.poll_ticks = Counter(
+            "jid_poll_ticks", "Poller ticks by outcome", ["outcome"], registry=self.registry
+        )
+        self.active_jobs = Gauge(
+            "jid_active_jobs", "Jobs the poller followed in its last tick", registry=self.registry
+        )
+
+    @contextlib.asynccontextmanager
+    async def backend_call(self, operation: str) -> AsyncIterator[None]:
+        """Count and time one backend call."""
+        start = time.perf_counter()
+        outcome = "error"
+        try:
+            yield
+            outcome = "ok"
+        finally:
+            self.backend_latency.labels(operation).observe(time.perf_counter() - start)
+            self.backend_calls.labels(operation, outcome).inc()
+
+    def set_job_counts(self, counts: dict[str, int]) -> None:
+        """Publish the stored jobs per status (every status, zeros included)."""
+        for status in JobStatus:
+            self.jobs.labels(status.value).set(counts.get(status.value, 0))
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)

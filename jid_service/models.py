@@ -1,0 +1,126 @@
+"""Request and response models of the JID HTTP API (strict: unknown keys are refused).
+
+Field names follow ARP's control document. Where LUTE's operator sends empty
+strings (``status``, ``tool_id``) or nulls (``arp_root_job_id``, ``user``) the
+models accept them; everything else is checked.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from jid_service.backends.base import JobStatus
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+EXPERIMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+RUN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+DocId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Experiment = Annotated[str, StringConstraints(pattern=EXPERIMENT_PATTERN)]
+RunNumber = Annotated[str, StringConstraints(pattern=RUN_PATTERN)]
+RunInt = Annotated[int, Field(ge=0, le=10**9)]
+ShortText = Annotated[str, StringConstraints(max_length=256)]
+
+T = TypeVar("T")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=False, serialize_by_alias=True)
+
+
+class JobDefinition(_Strict):
+    """ARP's job definition: what to run. Only the launcher may be named as executable."""
+
+    id: DocId = Field(alias="_id")
+    name: ShortText = Field(description="the managed task's name, for display")
+    executable: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        description="must resolve to the JID's configured launcher (submit_slurm.sh)"
+    )
+    trigger: ShortText = "MANUAL"
+    location: ShortText = ""
+    parameters: Annotated[str, StringConstraints(max_length=8192)] = Field(
+        description="--taskname NAME --config PATH [--debug] <allow-listed Slurm options>"
+    )
+    run_as_user: ShortText | None = None
+
+
+class ControlDocument(_Strict):
+    """ARP's control document: one job of a workflow."""
+
+    id: DocId = Field(alias="_id")
+    arp_root_job_id: ShortText | None = None
+    experiment: Experiment
+    run_num: RunNumber | RunInt = Field(description="the run; an int or a string like '12'")
+    user: ShortText | None = None
+    status: JobStatus | Literal[""] = ""
+    tool_id: Annotated[str, StringConstraints(max_length=128)] = ""
+    def_id: ShortText = ""
+    definition: JobDefinition = Field(alias="def")
+    raw_status: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None, description="the scheduler's own state string"
+    )
+    exit_code: int | None = None
+
+
+class Envelope(BaseModel, Generic[T]):
+    """Every answer: ``success``, the ``value`` and, on failure, a readable ``error``."""
+
+    success: bool
+    value: T | None = None
+    error: str | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    """An error answer: ``success`` is false and ``error`` says what is wrong."""
+
+    success: Literal[False] = False
+    value: None = None
+    error: str
+
+
+class LogRequest(_Strict):
+    """An incremental log read."""
+
+    job: ControlDocument
+    offset: int = Field(default=0, ge=0, le=2**53)
+    limit: int = Field(default=65536, ge=1, le=4 * 1024 * 1024)
+
+
+class LogSlice(BaseModel):
+    """Text of a job's log from ``offset``; continue from ``next_offset``."""
+
+    text: str
+    offset: int
+    next_offset: int
+    complete: bool = Field(description="the job has ended and the whole log was read")
+
+
+class WaitRequest(_Strict):
+    """Wait until any job's status differs from the one sent, or the timeout."""
+
+    jobs: list[ControlDocument] = Field(max_length=1000)
+    timeout: float = Field(default=30.0, ge=0, le=60)
+
+
+class RenderedJob(BaseModel):
+    """The exact submission a backend would make (dry run)."""
+
+    backend: str
+    argv: list[str] | None = None
+    script: str | None = None
+
+
+class HealthReport(BaseModel):
+    """The daemon's view of its dependencies."""
+
+    backend: str
+    backend_ok: bool
+    store_ok: bool
+    detail: str | None = None
+
+
+def control_document_json(doc: ControlDocument) -> dict[str, Any]:
+    """The document as JSON-ready data with ARP's key names."""
+    return doc.model_dump(mode="json", by_alias=True)

@@ -1,0 +1,219 @@
+"""The HTTP routes: ARP's endpoints under ``/jid/ws`` plus the extensions.
+
+Handlers return ready JSON responses (the documents are already plain data);
+``response_model`` still documents every answer in ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from jid_service.auth import Principal, principal_from_header
+from jid_service.backends.base import JobStatus
+from jid_service.models import (
+    EXPERIMENT_PATTERN,
+    ControlDocument,
+    Envelope,
+    ErrorEnvelope,
+    HealthReport,
+    LogRequest,
+    LogSlice,
+    RenderedJob,
+    WaitRequest,
+)
+from jid_service.service import JobService
+
+BASE_PATH = "/jid/ws"
+
+_bearer = HTTPBearer(auto_error=False, description="HS256 JWT: sub, experiments, admin, exp")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        401: "missing, invalid or expired token",
+        403: "the token does not allow this experiment or user",
+        404: "no such job",
+        409: "conflicting job (same _id, other experiment; or still being submitted)",
+        422: "invalid request (the error names the offending argument)",
+        503: "backend or store unavailable; retry after Retry-After seconds",
+    }
+    return {c: {"model": ErrorEnvelope, "description": descriptions[c]} for c in codes}
+
+
+def ok(value: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The success envelope."""
+    return JSONResponse({"success": True, "value": value, "error": None},
+                        status_code=status_code, headers=headers)
+
+
+def _service(request: Request) -> JobService:
+    return request.app.state.service
+
+
+async def _principal(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    # read the raw header: ARP sends conf["Authorization"] verbatim
+    return principal_from_header(
+        request.headers.get("authorization"), request.app.state.settings.auth_secret
+    )
+
+
+ServiceDep = Annotated[JobService, Depends(_service)]
+PrincipalDep = Annotated[Principal, Depends(_principal)]
+ExperimentPath = Annotated[str, Path(pattern=EXPERIMENT_PATTERN, description="experiment name")]
+
+router = APIRouter(prefix=BASE_PATH, tags=["jobs"])
+ops = APIRouter(tags=["operations"])
+
+
+@router.post(
+    "/{experiment}/start_job",
+    response_model=Envelope[ControlDocument],
+    responses=_errors(401, 403, 409, 422, 503),
+    summary="Submit a managed task (idempotent on _id)",
+)
+async def start_job(
+    experiment: ExperimentPath, doc: ControlDocument, service: ServiceDep, principal: PrincipalDep
+) -> Response:
+    """Validate and submit the control document; a known ``_id`` returns the stored job."""
+    return ok(await service.start_job(principal, experiment, doc))
+
+
+@router.post(
+    "/job_statuses",
+    response_model=Envelope[list[ControlDocument]],
+    responses=_errors(401, 422, 503),
+    summary="Fresh status of many jobs",
+)
+async def job_statuses(
+    docs: Annotated[list[ControlDocument], Body(max_length=1000)],
+    service: ServiceDep,
+    principal: PrincipalDep,
+) -> Response:
+    """The same documents with the status the poller last saw."""
+    return ok(await service.statuses(principal, docs))
+
+
+@router.post(
+    "/{experiment}/job_log_file",
+    response_model=Envelope[str],
+    responses=_errors(401, 403, 404, 422, 503),
+    summary="The job's whole log",
+)
+async def job_log_file(
+    experiment: ExperimentPath, doc: ControlDocument, service: ServiceDep, principal: PrincipalDep
+) -> Response:
+    """The job's log text (at most ``log_max_bytes``)."""
+    record = await service.record_for(principal, experiment, doc)
+    return ok(await service.whole_log(record))
+
+
+@router.post(
+    "/{experiment}/job_log",
+    response_model=Envelope[LogSlice],
+    responses=_errors(401, 403, 404, 422, 503),
+    summary="Read the job's log incrementally",
+)
+async def job_log(
+    experiment: ExperimentPath, req: LogRequest, service: ServiceDep, principal: PrincipalDep
+) -> Response:
+    """Up to ``limit`` bytes of the log from ``offset``; continue from ``next_offset``."""
+    record = await service.record_for(principal, experiment, req.job)
+    part = await service.log_slice(record, req.offset, req.limit)
+    return ok(part.model_dump())
+
+
+@router.post(
+    "/{experiment}/kill_job",
+    response_model=Envelope[ControlDocument],
+    responses=_errors(401, 403, 404, 409, 422, 503),
+    summary="Cancel a job",
+)
+async def kill_job(
+    experiment: ExperimentPath, doc: ControlDocument, service: ServiceDep, principal: PrincipalDep
+) -> Response:
+    """Cancel the job; the answer carries status EXITED once the cancel took effect."""
+    record = await service.record_for(principal, experiment, doc)
+    return ok(await service.kill(record))
+
+
+@router.post(
+    "/{experiment}/render_job",
+    response_model=Envelope[RenderedJob],
+    responses=_errors(401, 403, 422),
+    summary="Dry run: the exact submission, nothing submitted or stored",
+)
+async def render_job(
+    experiment: ExperimentPath, doc: ControlDocument, service: ServiceDep, principal: PrincipalDep
+) -> Response:
+    """The argv or batch script the backend would use for this document."""
+    return ok(service.render(principal, experiment, doc).model_dump())
+
+
+@router.get(
+    "/jobs",
+    response_model=Envelope[list[ControlDocument]],
+    responses=_errors(401, 403, 422, 503),
+    summary="List stored jobs (e.g. one workflow's, by arp_root_job_id)",
+)
+async def list_jobs(
+    service: ServiceDep,
+    principal: PrincipalDep,
+    arp_root_job_id: Annotated[str | None, Query(max_length=256)] = None,
+    experiment: Annotated[str | None, Query(pattern=EXPERIMENT_PATTERN)] = None,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> Response:
+    """Jobs of the experiments the token may see, oldest first."""
+    value = await service.list_jobs(
+        principal, experiment, arp_root_job_id, status.value if status else None, limit
+    )
+    return ok(value)
+
+
+@router.post(
+    "/wait",
+    response_model=Envelope[list[ControlDocument]],
+    responses=_errors(401, 422, 503),
+    summary="Long-poll until any job's status changes",
+)
+async def wait(req: WaitRequest, service: ServiceDep, principal: PrincipalDep) -> Response:
+    """The documents with fresh status, as soon as any differs from the one sent, or at timeout."""
+    return ok(await service.wait(principal, req.jobs, req.timeout))
+
+
+@ops.get(
+    "/healthz",
+    response_model=Envelope[HealthReport],
+    responses={503: {"model": Envelope[HealthReport], "description": "a dependency is down"}},
+    summary="Backend and store reachability",
+)
+async def healthz(service: ServiceDep) -> Response:
+    """200 when the backend and the store answer, else 503 with Retry-After."""
+    backend_ok, store_ok, detail = await service.health()
+    report = HealthReport(backend=service.backend.name, backend_ok=backend_ok,
+                          store_ok=store_ok, detail=detail).model_dump()
+    if backend_ok and store_ok:
+        return ok(report)
+    return JSONResponse({"success": False, "value": report, "error": detail},
+                        status_code=503, headers={"Retry-After": "5"})
+
+
+@ops.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                     "description": "Prometheus text format"}},
+    summary="Prometheus metrics",
+)
+async def metrics(service: ServiceDep) -> Response:
+    """Jobs by status, backend calls and latency, request latency by route."""
+    await service.refresh_job_metrics()
+    return Response(service.metrics.render(),
+                    media_type="text/plain; version=0.0.4; charset=utf-8")

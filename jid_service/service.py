@@ -1,0 +1,383 @@
+"""The JID's core: submissions, the single background poller, and the readers.
+
+Status reads (``job_statuses``, ``/wait``, ``/jobs``) are served from the store.
+Only the poller asks the backend for states: once per tick, one
+``backend.statuses()`` call for all active jobs, however many clients ask. A
+submission or cancel *nudges* the poller (it ticks early, but never more often
+than every ``MIN_TICK_GAP`` seconds). Long-poll waiters sleep on a condition the
+poller notifies when a tick changed something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from jid_service.auth import Principal
+from jid_service.backends.base import (
+    Backend,
+    BackendUnavailable,
+    JobStatus,
+    SubmissionRejected,
+)
+from jid_service.errors import ApiError
+from jid_service.metrics import Metrics
+from jid_service.models import ControlDocument, LogSlice, RenderedJob
+from jid_service.settings import JIDSettings
+from jid_service.store import JobRecord, JobStore, StateUpdate
+from jid_service.validation import submit_spec
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+MIN_TICK_GAP = 0.1
+CLAIM_WAIT_SECONDS = 120.0
+MAX_POLL_BACKOFF = 15.0
+OUTPUT_FIELDS = ("status", "tool_id", "raw_status", "exit_code")
+
+
+def stored_document(doc: ControlDocument) -> dict[str, Any]:
+    """The caller's document as stored: ARP key names, output fields left out."""
+    data = doc.model_dump(mode="json", by_alias=True)
+    for key in OUTPUT_FIELDS:
+        data.pop(key, None)
+    return data
+
+
+def sent_document(doc: ControlDocument) -> dict[str, Any]:
+    """A document echoed back unchanged (a job this JID does not know)."""
+    return doc.model_dump(mode="json", by_alias=True)
+
+
+class JobService:
+    """Submit, follow, read and cancel jobs through one backend and one store."""
+
+    def __init__(self, settings: JIDSettings, backend: Backend, store: JobStore,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.store = store
+        self.metrics = metrics
+        self.generation = 0
+        """Bumped whenever a poll tick changed a job's state."""
+        self.backend_error: BackendUnavailable | None = None
+        """Set while the poller cannot reach the backend."""
+        self.ticks = 0
+        self._changed: asyncio.Condition | None = None
+        self._nudge: asyncio.Event | None = None
+        self._claims: dict[str, asyncio.Event] = {}
+        self._poller: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ lifecycle ---
+    async def start(self) -> None:
+        """Recover from a previous run and start the poller."""
+        self._changed = asyncio.Condition()
+        self._nudge = asyncio.Event()
+        failed = await self._db(self.store.fail_interrupted_claims)
+        if failed:
+            log.warning("%d submission(s) interrupted by a previous stop marked FAILED", failed)
+        self._poller = asyncio.create_task(self._poll_loop(), name="jid-poller")
+
+    async def stop(self) -> None:
+        """Stop the poller and release the backend and the store."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        await self.backend.aclose()
+        await asyncio.to_thread(self.store.close)
+
+    @staticmethod
+    async def _db(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # --------------------------------------------------------------- poller ---
+    def nudge(self) -> None:
+        """Ask the poller to tick soon."""
+        if self._nudge is not None:
+            self._nudge.set()
+
+    async def poll_once(self) -> int:
+        """One tick: let the backend work, ask it for every active job's state, store changes.
+
+        Returns how many jobs changed.
+        """
+        async with self.metrics.backend_call("tick"):
+            await self.backend.tick()
+        active = await self._db(self.store.active)
+        self.metrics.active_jobs.set(len(active))
+        if not active:
+            return 0
+        async with self.metrics.backend_call("statuses"):
+            states = await self.backend.statuses([job.tool_id for job in active])
+        updates = []
+        for job in active:
+            state = states.get(job.tool_id)
+            if state is None:
+                continue
+            if (state.status.value, state.raw_status, state.exit_code) != (
+                job.status, job.raw_status, job.exit_code
+            ):
+                updates.append(StateUpdate(job.id, state.status.value, state.raw_status,
+                                           state.exit_code))
+        changed = await self._db(self.store.apply, updates) if updates else 0
+        if changed:
+            await self._notify()
+        return changed
+
+    async def _notify(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self.generation += 1
+            self._changed.notify_all()
+
+    async def _poll_loop(self) -> None:
+        assert self._nudge is not None
+        failures = 0
+        while True:
+            try:
+                await self.poll_once()
+                self.ticks += 1
+                failures = 0
+                self.backend_error = None
+                self.metrics.poll_ticks.labels("ok").inc()
+            except BackendUnavailable as err:
+                failures += 1
+                self.backend_error = err
+                self.metrics.poll_ticks.labels("unavailable").inc()
+                log.warning("poll tick: backend unavailable: %s", err)
+            except Exception:
+                failures += 1
+                self.metrics.poll_ticks.labels("error").inc()
+                log.exception("poll tick failed")
+            await asyncio.sleep(min(MIN_TICK_GAP, self.settings.poll_interval))
+            delay = self.settings.poll_interval * (2 ** min(failures, 4))
+            delay = min(delay, max(MAX_POLL_BACKOFF, self.settings.poll_interval))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudge.wait(), delay)
+            self._nudge.clear()
+
+    def require_fresh(self) -> None:
+        """503 while the poller cannot reach the backend (stored states may be stale)."""
+        err = self.backend_error
+        if err is not None:
+            raise ApiError(503, f"backend unavailable: {err}",
+                           {"Retry-After": str(max(1, round(err.retry_after)))})
+
+    # ---------------------------------------------------------- submissions ---
+    @staticmethod
+    def check_caller(principal: Principal, experiment: str, doc: ControlDocument) -> None:
+        """Token rules for a document posted under ``experiment``."""
+        principal.require_experiment(experiment)
+        run_as = doc.definition.run_as_user
+        if run_as and run_as != principal.user and not principal.admin:
+            raise ApiError(403, f"def.run_as_user {run_as!r} is not the token's user")
+
+    async def start_job(self, principal: Principal, experiment: str,
+                        doc: ControlDocument) -> dict[str, Any]:
+        """Submit ``doc`` once: a repeated ``_id`` returns the stored job."""
+        self.check_caller(principal, experiment, doc)
+        spec = submit_spec(doc, experiment, principal.user, self.settings)
+        stored = stored_document(doc)
+        for _attempt in range(3):
+            existing = await self._db(self.store.get, doc.id)
+            if existing is None:
+                if await self._db(self.store.claim, stored, doc.experiment, spec.user):
+                    return await self._submit_claimed(doc.id, spec)
+                existing = await self._db(self.store.get, doc.id)
+                if existing is None:
+                    continue  # the twin's submission failed meanwhile: try ours
+            if existing.experiment != experiment:
+                raise ApiError(409, f"_id {doc.id!r} belongs to another experiment's job")
+            if existing.claimed_only:
+                existing = await self._wait_for_claim(doc.id)
+                if existing is None:
+                    continue
+            return existing.to_document()
+        raise ApiError(503, "concurrent submissions of this _id keep failing; retry",
+                       {"Retry-After": "5"})
+
+    async def _submit_claimed(self, job_id: str, spec: Any) -> dict[str, Any]:
+        event = self._claims.setdefault(job_id, asyncio.Event())
+        try:
+            try:
+                async with self.metrics.backend_call("submit"):
+                    submitted = await self.backend.submit(spec)
+            except BackendUnavailable as err:
+                await self._db(self.store.drop_claim, job_id)
+                raise ApiError(503, f"backend unavailable: {err}",
+                               {"Retry-After": str(max(1, round(err.retry_after)))}) from None
+            except SubmissionRejected as err:
+                await self._db(self.store.drop_claim, job_id)
+                raise ApiError(422, f"the scheduler rejected the job: {err}") from None
+            except BaseException:
+                await self._db(self.store.drop_claim, job_id)
+                raise
+            await self._db(self.store.complete_claim, job_id, submitted.tool_id,
+                           submitted.log_path, "SUBMITTED")
+        finally:
+            event.set()
+            self._claims.pop(job_id, None)
+        self.nudge()
+        record = await self._db(self.store.get, job_id)
+        assert record is not None
+        return record.to_document()
+
+    async def _wait_for_claim(self, job_id: str) -> JobRecord | None:
+        """Wait for a twin request's submission; the record, or None if it failed."""
+        event = self._claims.get(job_id)
+        deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            if event is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), deadline - time.monotonic())
+            else:
+                # claimed by another process sharing the store: look again shortly
+                await asyncio.sleep(0.2)
+            record = await self._db(self.store.get, job_id)
+            if record is None or not record.claimed_only:
+                return record
+            event = self._claims.get(job_id)
+        raise ApiError(503, "the submission of this _id is still in progress",
+                       {"Retry-After": "5"})
+
+    def render(self, principal: Principal, experiment: str, doc: ControlDocument) -> RenderedJob:
+        """The exact submission, without submitting or storing anything."""
+        self.check_caller(principal, experiment, doc)
+        spec = submit_spec(doc, experiment, principal.user, self.settings)
+        rendering = self.backend.render(spec)
+        return RenderedJob(backend=rendering.backend, argv=rendering.argv,
+                           script=rendering.script)
+
+    # -------------------------------------------------------------- readers ---
+    async def statuses(self, principal: Principal,
+                       docs: list[ControlDocument]) -> list[dict[str, Any]]:
+        """The documents with their stored status; jobs the token may not see are left out."""
+        self.require_fresh()
+        rows = await self._db(self.store.get_many, [d.id for d in docs])
+        out: list[dict[str, Any]] = []
+        for doc in docs:
+            row = rows.get(doc.id)
+            if row is not None:
+                if principal.may_see(row.experiment):
+                    out.append(row.to_document())
+            elif principal.may_see(doc.experiment):
+                out.append(sent_document(doc))
+        return out
+
+    async def wait(self, principal: Principal, docs: list[ControlDocument],
+                   timeout: float) -> list[dict[str, Any]]:
+        """Return as soon as any job's status differs from the one sent, or at ``timeout``."""
+        assert self._changed is not None
+        deadline = time.monotonic() + timeout
+        sent = {doc.id: (doc.status.value if isinstance(doc.status, JobStatus) else doc.status)
+                for doc in docs}
+        while True:
+            generation = self.generation
+            fresh = await self.statuses(principal, docs)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or any(d["status"] != sent.get(d["_id"]) for d in fresh):
+                return fresh
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda g=generation: self.generation != g),
+                        remaining,
+                    )
+
+    async def record_for(self, principal: Principal, experiment: str,
+                         doc: ControlDocument) -> JobRecord:
+        """The stored job ``doc`` names, posted under ``experiment``; 404 when unknown."""
+        principal.require_experiment(experiment)
+        if doc.experiment != experiment:
+            raise ApiError(422, f"experiment: document says {doc.experiment!r} "
+                                f"but the path says {experiment!r}")
+        record = await self._db(self.store.get, doc.id)
+        if record is None or record.experiment != experiment:
+            raise ApiError(404, f"no job with _id {doc.id!r} in experiment {experiment!r}")
+        return record
+
+    async def log_slice(self, record: JobRecord, offset: int, limit: int) -> LogSlice:
+        """Part of a job's log; ``complete`` once the job ended and the log was read."""
+        if record.tool_id is None:
+            return LogSlice(text="", offset=offset, next_offset=offset, complete=False)
+        finished = record.finished
+        async with self.metrics.backend_call("read_log"):
+            chunk = await self.backend.read_log(record.tool_id, record.log_path, offset, limit)
+        read = chunk.next_offset - chunk.offset
+        # a chunk is short only at the end of the file (up to 3 bytes of a cut
+        # UTF-8 character may be held back for the next read)
+        complete = finished and (read == 0 or read < limit - 3)
+        return LogSlice(text=chunk.text, offset=chunk.offset, next_offset=chunk.next_offset,
+                        complete=complete)
+
+    async def whole_log(self, record: JobRecord) -> str:
+        """The job's log text (at most ``log_max_bytes``)."""
+        if record.tool_id is None:
+            return ""
+        async with self.metrics.backend_call("read_log"):
+            chunk = await self.backend.read_log(record.tool_id, record.log_path, 0,
+                                                self.settings.log_max_bytes)
+        return chunk.text
+
+    async def kill(self, record: JobRecord) -> dict[str, Any]:
+        """Cancel the job and wait (bounded) until the poller sees it ended."""
+        if record.finished:
+            return record.to_document()
+        if record.tool_id is None:
+            raise ApiError(409, "the job is still being submitted; retry", {"Retry-After": "2"})
+        async with self.metrics.backend_call("cancel"):
+            await self.backend.cancel(record.tool_id)
+        assert self._changed is not None
+        deadline = time.monotonic() + self.settings.kill_wait_seconds
+        while True:
+            generation = self.generation
+            self.nudge()
+            current = await self._db(self.store.get, record.id)
+            assert current is not None
+            remaining = deadline - time.monotonic()
+            if current.finished or remaining <= 0:
+                return current.to_document()
+            async with self._changed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda g=generation: self.generation != g),
+                        remaining,
+                    )
+
+    async def list_jobs(self, principal: Principal, experiment: str | None,
+                        arp_root_job_id: str | None, status: str | None,
+                        limit: int) -> list[dict[str, Any]]:
+        """Stored jobs matching the filters that the token may see."""
+        if experiment is not None:
+            principal.require_experiment(experiment)
+        records = await self._db(self.store.query, principal.experiments, experiment,
+                                 arp_root_job_id, status, limit)
+        return [r.to_document() for r in records]
+
+    async def health(self) -> tuple[bool, bool, str | None]:
+        """(backend ok, store ok, detail)."""
+        backend_ok, store_ok, detail = True, True, None
+        try:
+            async with self.metrics.backend_call("health"):
+                await asyncio.wait_for(self.backend.health(), 10)
+        except (BackendUnavailable, TimeoutError) as err:
+            backend_ok, detail = False, f"backend: {err or 'timed out'}"
+        except Exception as err:  # a health probe reports, it does not fail
+            backend_ok, detail = False, f"backend: {type(err).__name__}: {err}"
+        try:
+            await asyncio.wait_for(self._db(self.store.ping), 10)
+        except Exception as err:
+            store_ok = False
+            detail = (detail + "; " if detail else "") + f"store: {type(err).__name__}"
+        return backend_ok, store_ok, detail
+
+    async def refresh_job_metrics(self) -> None:
+        """Publish per-status job counts."""
+        self.metrics.set_job_counts(await self._db(self.store.count_by_status))

@@ -1,0 +1,310 @@
+"""The persistent job store (SQLAlchemy 2): SQLite in WAL mode by default, PostgreSQL by URL.
+
+One row per control document ``_id`` (the primary key makes ``start_job``
+idempotent: the first request inserts a *claim* row, with no ``tool_id`` yet,
+before submitting; a concurrent twin fails to insert and waits for the claim).
+The methods are blocking; the service calls them in worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from jid_service.backends.base import JobStatus
+
+ACTIVE_STATUSES = (JobStatus.SUBMITTED.value, JobStatus.RUNNING.value)
+CLAIM_RAW_STATUS = "CLAIMED"
+"""``raw_status`` of a row whose submission is in progress (no ``tool_id`` yet)."""
+INTERRUPTED_RAW_STATUS = "SUBMISSION_INTERRUPTED"
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class JobRow(_Base):
+    """One job: the control document as submitted plus what the JID learned about it."""
+
+    __tablename__ = "jid_jobs"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    experiment: Mapped[str] = mapped_column(String(64))
+    arp_root_job_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    raw_status: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tool_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    document: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_jid_jobs_experiment", "experiment"),
+        Index("ix_jid_jobs_root", "arp_root_job_id"),
+        Index("ix_jid_jobs_status", "status"),
+    )
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A stored job, detached from the session."""
+
+    id: str
+    experiment: str
+    arp_root_job_id: str | None
+    status: str
+    raw_status: str | None
+    exit_code: int | None
+    tool_id: str | None
+    log_path: str | None
+    user: str | None
+    document: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+    @property
+    def claimed_only(self) -> bool:
+        """True while the submission is in progress (no backend id yet)."""
+        return self.tool_id is None and self.status in ACTIVE_STATUSES
+
+    @property
+    def finished(self) -> bool:
+        """True once the job cannot change state."""
+        return self.status not in ACTIVE_STATUSES
+
+    def to_document(self) -> dict[str, Any]:
+        """The control document with the JID's view of the job."""
+        doc = dict(self.document)
+        doc["status"] = self.status
+        doc["tool_id"] = self.tool_id or ""
+        doc["raw_status"] = self.raw_status
+        doc["exit_code"] = self.exit_code
+        return doc
+
+
+@dataclass(frozen=True)
+class ActiveJob:
+    """What the poller needs of an active job."""
+
+    id: str
+    tool_id: str
+    status: str
+    raw_status: str | None
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    """A new state of one job, from a poll tick."""
+
+    id: str
+    status: str
+    raw_status: str
+    exit_code: int | None
+
+
+def _record(row: JobRow) -> JobRecord:
+    return JobRecord(
+        id=row.id,
+        experiment=row.experiment,
+        arp_root_job_id=row.arp_root_job_id,
+        status=row.status,
+        raw_status=row.raw_status,
+        exit_code=row.exit_code,
+        tool_id=row.tool_id,
+        log_path=row.log_path,
+        user=row.user,
+        document=json.loads(row.document),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and its directory created."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+class JobStore:
+    """CRUD on the job table; every method is one short transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        _Base.metadata.create_all(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        """Dispose of the connection pool."""
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raise unless the database answers."""
+        with self._session() as s:
+            s.execute(select(1))
+
+    def claim(self, document: dict[str, Any], experiment: str, user: str | None) -> bool:
+        """Insert the claim row for a new job; False when the ``_id`` already exists."""
+        now = time.time()
+        row = JobRow(
+            id=document["_id"],
+            experiment=experiment,
+            arp_root_job_id=document.get("arp_root_job_id"),
+            status=JobStatus.SUBMITTED.value,
+            raw_status=CLAIM_RAW_STATUS,
+            exit_code=None,
+            tool_id=None,
+            log_path=None,
+            user=user,
+            document=json.dumps(document, separators=(",", ":")),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with self._session.begin() as s:
+                s.add(row)
+        except IntegrityError:
+            return False
+        return True
+
+    def complete_claim(
+        self, job_id: str, tool_id: str, log_path: str | None, raw_status: str
+    ) -> None:
+        """Record the backend's id once the submission succeeded."""
+        with self._session.begin() as s:
+            s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .values(tool_id=tool_id, log_path=log_path, raw_status=raw_status,
+                        updated_at=time.time())
+            )
+
+    def drop_claim(self, job_id: str) -> None:
+        """Forget a claim whose submission failed, so that a retry submits again."""
+        with self._session.begin() as s:
+            s.execute(delete(JobRow).where(JobRow.id == job_id, JobRow.tool_id.is_(None)))
+
+    def fail_interrupted_claims(self) -> int:
+        """Mark claims left by a daemon that died mid-submission as FAILED (never resubmit)."""
+        with self._session.begin() as s:
+            result = s.execute(
+                update(JobRow)
+                .where(JobRow.tool_id.is_(None), JobRow.status.in_(ACTIVE_STATUSES))
+                .values(status=JobStatus.FAILED.value, raw_status=INTERRUPTED_RAW_STATUS,
+                        updated_at=time.time())
+            )
+            return int(result.rowcount or 0)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """One job by ``_id``."""
+        with self._session() as s:
+            row = s.get(JobRow, job_id)
+            return _record(row) if row else None
+
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """Jobs by ``_id`` (unknown ids are left out)."""
+        if not job_ids:
+            return {}
+        out: dict[str, JobRecord] = {}
+        ids = list(dict.fromkeys(job_ids))
+        with self._session() as s:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                for row in s.scalars(select(JobRow).where(JobRow.id.in_(chunk))):
+                    out[row.id] = _record(row)
+        return out
+
+    def active(self) -> list[ActiveJob]:
+        """Every job that may still change state and has a backend id."""
+        with self._session() as s:
+            rows = s.execute(
+                select(JobRow.id, JobRow.tool_id, JobRow.status, JobRow.raw_status,
+                       JobRow.exit_code).where(
+                    JobRow.status.in_(ACTIVE_STATUSES), JobRow.tool_id.is_not(None)
+                )
+            )
+            return [ActiveJob(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def apply(self, updates: Iterable[StateUpdate]) -> int:
+        """Write new states; returns how many rows changed."""
+        changed = 0
+        now = time.time()
+        with self._session.begin() as s:
+            for u in updates:
+                result = s.execute(
+                    update(JobRow)
+                    .where(JobRow.id == u.id, JobRow.status.in_(ACTIVE_STATUSES))
+                    .values(status=u.status, raw_status=u.raw_status, exit_code=u.exit_code,
+                            updated_at=now)
+                )
+                changed += int(result.rowcount or 0)
+        return changed
+
+    def query(
+        self,
+        experiments: frozenset[str] | None,
+        experiment: str | None = None,
+        arp_root_job_id: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+    ) -> list[JobRecord]:
+        """Jobs matching the filters, oldest first; ``experiments`` None means all."""
+        stmt = select(JobRow)
+        if experiments is not None:
+            if not experiments:
+                return []
+            stmt = stmt.where(JobRow.experiment.in_(sorted(experiments)))
+        if experiment is not None:
+            stmt = stmt.where(JobRow.experiment == experiment)
+        if arp_root_job_id is not None:
+            stmt = stmt.where(JobRow.arp_root_job_id == arp_root_job_id)
+        if status is not None:
+            stmt = stmt.where(JobRow.status == status)
+        stmt = stmt.order_by(JobRow.created_at, JobRow.id).limit(limit)
+        with self._session() as s:
+            return [_record(row) for row in s.scalars(stmt)]
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        with self._session() as s:
+            rows = s.execute(select(JobRow.status, func.count()).group_by(JobRow.status))
+            return {r[0]: int(r[1]) for r in rows}

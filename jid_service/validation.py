@@ -1,0 +1,227 @@
+"""Turn a control document into a :class:`SubmitSpec`, refusing anything unsafe.
+
+Nothing caller-supplied is ever run through a shell: ``def.parameters`` is split
+with :func:`shlex.split` into argv tokens and every token is checked against a
+closed grammar::
+
+    --taskname NAME --config PATH [--debug] [--OPTION=VALUE | --OPTION VALUE | --exclusive]...
+
+``def.executable`` must be the configured launcher (the JID runs its own copy
+anyway). Any violation raises :class:`ApiError` 422 naming the argument.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+
+from jid_service.backends.base import SubmitSpec
+from jid_service.errors import ApiError
+from jid_service.models import ControlDocument
+from jid_service.settings import JIDSettings
+
+LAUNCHER_NAME = "submit_slurm.sh"
+
+DOCUMENTED_TASK_NAMES: frozenset[str] = frozenset(
+    {
+        "Tester",
+        "FailingTester",
+        "SocketTester",
+        "WriteTester",
+        "ReadTester",
+        "BinaryTester",
+        "Sleeper",
+        "FrameSimulator",
+        "PeakFinder",
+        "FrameStatistician",
+        "PeakSummarizer",
+    }
+)
+"""The managed tasks docs/architecture.md lists; used only when lute cannot tell."""
+
+_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+_TIME = r"(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})"
+OPTION_VALUE_PATTERNS: dict[str, str | None] = {
+    "partition": rf"{_NAME}(,{_NAME})*",
+    "account": r"[A-Za-z0-9_][A-Za-z0-9_.:-]*",
+    "ntasks": r"[1-9]\d{0,6}",
+    "cpus-per-task": r"[1-9]\d{0,4}",
+    "nodes": r"\d{1,6}(-\d{1,6})?",
+    "mem": r"[1-9]\d{0,9}[KMGT]?",
+    "time": _TIME,
+    "qos": _NAME,
+    "reservation": _NAME,
+    "constraint": r"[A-Za-z0-9_.,&|\[\]:*!()-]+",
+    "gres": r"[A-Za-z0-9_][A-Za-z0-9_.:,-]*",
+    "exclusive": None,  # a flag; "=user"/"=mcs"/"=topo" accepted below
+}
+"""Allowed value shapes (full match). ``None``: the option takes no value."""
+
+_GENERIC_VALUE = r"[A-Za-z0-9_.,:@/+-]+"
+_EXCLUSIVE_VALUES = ("user", "mcs", "topo")
+
+
+def known_task_names() -> frozenset[str]:
+    """Managed-task names from ``lute.managed_tasks`` (without importing Task code)."""
+    try:
+        from lute.managed_tasks import managed_task_names
+    except ImportError:
+        return DOCUMENTED_TASK_NAMES
+    return frozenset(managed_task_names())
+
+
+def _reject(message: str) -> ApiError:
+    return ApiError(422, message)
+
+
+def check_executable(executable: str, settings: JIDSettings) -> None:
+    """Accept the configured launcher or ``<allowed location>/launch_scripts/submit_slurm.sh``."""
+    launcher = settings.launcher.resolve()
+    candidate = Path(executable)
+    if candidate.is_absolute() and candidate.resolve() == launcher:
+        return
+    normalized = os.path.normpath(executable)
+    if ".." not in Path(executable).parts and normalized == executable.rstrip("/"):
+        for prefix in settings.allowed_launcher_locations:
+            expected = os.path.normpath(os.path.join(prefix, "launch_scripts", LAUNCHER_NAME))
+            if normalized == expected:
+                return
+    raise _reject(
+        f"def.executable {executable!r} is not the configured launcher "
+        f"({launcher.name} under an allowed location)"
+    )
+
+
+def check_config_path(raw: str, settings: JIDSettings) -> Path:
+    """Resolve ``--config`` (symlinks too) and require it under an allowed root."""
+    if "\x00" in raw:
+        raise _reject("--config: path contains a NUL byte")
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise _reject(f"--config {raw!r} must be an absolute path")
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise _reject(f"--config {raw!r} does not exist") from None
+    if not resolved.is_file():
+        raise _reject(f"--config {raw!r} is not a file")
+    for root in settings.allowed_config_roots:
+        try:
+            root_resolved = root.resolve()
+        except (OSError, RuntimeError):
+            continue
+        if resolved.is_relative_to(root_resolved):
+            return resolved
+    raise _reject(f"--config {raw!r} is not under an allowed config root")
+
+
+def _slurm_option(name: str, value: str | None, settings: JIDSettings) -> str:
+    """Check one Slurm option; return its normalized ``--name[=value]`` form."""
+    if name not in settings.slurm_allowed_options:
+        raise _reject(f"Slurm option --{name} is not allowed")
+    pattern = OPTION_VALUE_PATTERNS.get(name, _GENERIC_VALUE)
+    if name == "exclusive":
+        if value is None:
+            return "--exclusive"
+        if value in _EXCLUSIVE_VALUES:
+            return f"--exclusive={value}"
+        raise _reject(f"Slurm option --exclusive: bad value {value!r}")
+    if value is None or value == "":
+        raise _reject(f"Slurm option --{name} needs a value")
+    if pattern is None or not re.fullmatch(pattern, value):
+        raise _reject(f"Slurm option --{name}: bad value {value!r}")
+    if name == "nodes":
+        low, _, high = value.partition("-")
+        lo = int(low)
+        if high:
+            hi = int(high)
+            if hi < max(lo, 1):
+                raise _reject(f"Slurm option --nodes: bad range {value!r}")
+            # A 0 lower bound crashes slurmctld 22.05 when the node is busy.
+            value = f"{max(lo, 1)}-{hi}"
+        elif lo < 1:
+            raise _reject("Slurm option --nodes must be at least 1")
+    return f"--{name}={value}"
+
+
+def parse_parameters(
+    parameters: str, settings: JIDSettings
+) -> tuple[str, Path, bool, tuple[str, ...]]:
+    """Split and check ``def.parameters``: (taskname, config path, debug, Slurm args)."""
+    try:
+        tokens = shlex.split(parameters)
+    except ValueError as err:
+        raise _reject(f"def.parameters cannot be parsed: {err}") from None
+    taskname: str | None = None
+    config: str | None = None
+    debug = False
+    slurm: list[str] = []
+    i = 0
+    while i < len(tokens):
+        arg = tokens[i]
+        if not arg.startswith("--") or arg == "--":
+            raise _reject(f"def.parameters: unexpected argument {arg!r}")
+        name, eq, inline = arg[2:].partition("=")
+        value: str | None = inline if eq else None
+        if name in ("taskname", "config"):
+            if value is None:
+                if i + 1 >= len(tokens):
+                    raise _reject(f"--{name} needs a value")
+                value = tokens[i + 1]
+                i += 1
+            if name == "taskname":
+                if taskname is not None:
+                    raise _reject("--taskname given twice")
+                taskname = value
+            else:
+                if config is not None:
+                    raise _reject("--config given twice")
+                config = value
+        elif name == "debug":
+            if value is not None:
+                raise _reject("--debug takes no value")
+            debug = True
+        else:
+            if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+                raise _reject(f"def.parameters: unexpected argument {arg!r}")
+            if (
+                value is None
+                and name != "exclusive"
+                and i + 1 < len(tokens)
+                and not tokens[i + 1].startswith("--")
+            ):
+                value = tokens[i + 1]
+                i += 1
+            slurm.append(_slurm_option(name, value, settings))
+        i += 1
+    if taskname is None:
+        raise _reject("--taskname is required in def.parameters")
+    if taskname not in known_task_names():
+        raise _reject(f"--taskname {taskname!r} is not a known managed task")
+    if config is None:
+        raise _reject("--config is required in def.parameters")
+    return taskname, check_config_path(config, settings), debug, tuple(slurm)
+
+
+def submit_spec(
+    doc: ControlDocument, experiment: str, user: str, settings: JIDSettings
+) -> SubmitSpec:
+    """Validate ``doc`` (posted under ``experiment`` by ``user``) into a SubmitSpec."""
+    if doc.experiment != experiment:
+        raise _reject(
+            f"experiment: document says {doc.experiment!r} but the path says {experiment!r}"
+        )
+    check_executable(doc.definition.executable, settings)
+    taskname, config, debug, slurm_args = parse_parameters(doc.definition.parameters, settings)
+    return SubmitSpec(
+        job_key=doc.id,
+        experiment=doc.experiment,
+        run=str(doc.run_num),
+        user=doc.definition.run_as_user or user,
+        taskname=taskname,
+        config_path=config,
+        debug=debug,
+        slurm_args=slurm_args,
+    )

@@ -1,0 +1,32 @@
+"""A stand-in for ``lute-run-task`` in the JID's unit tests: behaves by task name.
+
+Tester exits 0, FailingTester exits 3, Sleeper sleeps until cancelled (or
+``JID_FAKE_SLEEP`` seconds). Every run prints its argv and batch environment.
+"""
+
+import os
+import sys
+import time
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    name = args[args.index("-t") + 1]
+    config = args[args.index("-c") + 1]
+    print(f"fake task {name} config={config} debug={'--debug' in args}", flush=True)
+    print(f"EXPERIMENT={os.environ.get('EXPERIMENT')} RUN_NUM={os.environ.get('RUN_NUM')}",
+          flush=True)
+    if name == "FailingTester":
+        print("Task failed with return code: 3", flush=True)
+        return 3
+    if name == "Sleeper":
+        deadline = time.monotonic() + float(os.environ.get("JID_FAKE_SLEEP", "60"))
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        return 0
+    print("héllo wörld ✓", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
