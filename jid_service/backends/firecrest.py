@@ -303,7 +303,7 @@ class FirecrestBackend(Backend):
         return argv
 
     def _script_and_log(self, spec: SubmitSpec, date: str | None) -> tuple[str, str]:
-        date = date or datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        date = date or datetime.now().strftime("%Y-%m-%dT%H%M%S")
         _check_name("experiment", spec.experiment)
         _check_name("run", spec.run)
         _check_name("task name", spec.taskname)
@@ -545,26 +545,43 @@ class FirecrestBackend(Backend):
     async def read_log(
         self, tool_id: str, log_path: str | None, offset: int, limit: int
     ) -> LogChunk:
-        """Up to ``limit`` bytes of the log from ``offset``; a missing file reads as empty."""
+        """Up to ``limit`` bytes of the log from ``offset``; a missing file reads as empty.
+
+        FirecREST's ``ops/view`` reads at most 5 MiB per call, so a larger
+        ``limit`` takes several calls (until one comes back short).
+        """
         offset = max(offset, 0)
         if limit <= 0:
             return LogChunk(text="", offset=offset, next_offset=offset)
         path = log_path or await self._log_path_of(tool_id)
         if not _SAFE_PATH.fullmatch(path):
             raise BackendError(f"log path {path!r} of job {tool_id} cannot be sent to FirecREST")
+        parts: list[str] = []
+        position = offset
+        while position - offset < limit:
+            size = min(limit - (position - offset), VIEW_SIZE_LIMIT)
+            text = await self._view(tool_id, path, position, size)
+            read = len(text.encode("utf-8"))
+            parts.append(text)
+            position += read
+            if read < size:
+                break
+        return LogChunk(text="".join(parts), offset=offset, next_offset=position)
+
+    async def _view(self, tool_id: str, path: str, offset: int, size: int) -> str:
+        """One ``ops/view`` read; a missing file (404) reads as empty."""
         endpoint = f"/filesystem/{self.system}/ops/view"
-        params = {"path": path, "size": min(limit, VIEW_SIZE_LIMIT), "offset": offset}
+        params = {"path": path, "size": size, "offset": offset}
 
         async def send() -> httpx.Response:
             return await self._client._get_request(endpoint=endpoint, params=params)
 
         resp = await self._call("log read", send)
         if resp.status_code == 404:
-            return LogChunk(text="", offset=offset, next_offset=offset)
+            return ""
         if resp.status_code != 200:
             raise BackendError(f"FirecREST log read of job {tool_id}: {_error_text(resp)}")
-        text = view_text(self._json("log read", resp))
-        return LogChunk(text=text, offset=offset, next_offset=offset + len(text.encode("utf-8")))
+        return view_text(self._json("log read", resp))
 
     async def _log_path_of(self, tool_id: str) -> str:
         """The job's standard output file from FirecREST's job metadata."""
@@ -668,6 +685,6 @@ def view_text(data: Any) -> str:
     return output if isinstance(output, str) else ""
 
 
-def create_backend(settings: Any) -> FirecrestBackend:
+def create(settings: Any) -> FirecrestBackend:
     """The backend registry's entry point: a FirecrestBackend from JID settings and env."""
     return FirecrestBackend.from_settings(settings)

@@ -31,9 +31,7 @@ from .conftest import (
     make_spec,
 )
 
-LOG_NAME = re.compile(
-    re.escape(WORK_DIR) + r"/Tester_xpptut15_r0012_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_%j\.out"
-)
+LOG_NAME = re.compile(re.escape(WORK_DIR) + r"/Tester_xpptut15_r0012_\d{4}-\d\d-\d\dT\d{6}_%j\.out")
 
 
 def _error(status: int, message: str) -> httpx.Response:
@@ -214,7 +212,7 @@ async def test_render_is_the_script_submit_sends(router: respx.MockRouter, backe
     await backend.submit(spec)
     sent = json.loads(route.calls.last.request.content)["job"]["script"]
     # the two differ at most in the timestamp of the log file name
-    stamp = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d")
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d{6}")
     assert rendering.backend == "firecrest"
     assert rendering.script is not None
     assert stamp.sub("DATE", rendering.script) == stamp.sub("DATE", sent)
@@ -479,10 +477,22 @@ async def test_read_log_newer_view_shape(router: respx.MockRouter, backend):
     assert (chunk.text, chunk.next_offset) == ("abc", 10)
 
 
-async def test_read_log_caps_the_size_at_the_server_limit(router: respx.MockRouter, backend):
-    route = router.get(VIEW_URL).mock(return_value=httpx.Response(200, json={"output": ""}))
-    await backend.read_log("22", f"{WORK_DIR}/x.out", offset=0, limit=50 * 1024 * 1024)
-    assert route.calls.last.request.url.params["size"] == str(5 * 1024 * 1024)
+async def test_a_read_above_the_server_limit_takes_several_views(router: respx.MockRouter, backend):
+    cap = 5 * 1024 * 1024
+    route = router.get(VIEW_URL).mock(
+        side_effect=[
+            httpx.Response(200, json={"output": "a" * cap}),
+            httpx.Response(200, json={"output": "tail\n"}),
+        ]
+    )
+    chunk = await backend.read_log("22", f"{WORK_DIR}/x.out", offset=10, limit=3 * cap)
+    sent = [dict(call.request.url.params) for call in route.calls]
+    assert [(p["size"], p["offset"]) for p in sent] == [
+        (str(cap), "10"),
+        (str(cap), str(10 + cap)),
+    ]
+    assert chunk.text == "a" * cap + "tail\n"
+    assert chunk.next_offset == 10 + cap + 5
 
 
 async def test_read_log_of_a_missing_file_is_empty(router: respx.MockRouter, backend):

@@ -15,7 +15,7 @@ from jid_service.backends.firecrest import (
     FirecrestBackend,
     FirecrestConfigError,
     _BearerAuth,
-    create_backend,
+    create,
 )
 from jid_service.settings import JIDSettings
 
@@ -90,7 +90,7 @@ def test_create_backend_reads_the_process_environment(monkeypatch: pytest.Monkey
     for key in ENV:
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(FirecrestConfigError, match="FIRECREST_URL"):
-        create_backend(_settings())
+        create(_settings())
 
 
 async def test_secrets_are_not_in_reprs_or_logs(caplog: pytest.LogCaptureFixture):
