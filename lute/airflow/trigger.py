@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from lute.airflow.client import (
@@ -40,6 +41,9 @@ _REDACTED = "***"
 
 class JIDJobTrigger(BaseTrigger):
     """Fire once a JID job has finished (or the JID cannot be used any more)."""
+
+    # Tests serve the JID in-process through an ASGI transport; None means real HTTP.
+    transport: httpx.AsyncBaseTransport | None = None
 
     def __init__(
         self,
@@ -113,6 +117,7 @@ class JIDJobTrigger(BaseTrigger):
             base_path=endpoint.base_path,
             timeout=endpoint.timeout,
             retry=retry,
+            transport=self.transport,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:

@@ -1,0 +1,195 @@
+"""Deferrable against blocking waits: 12 managed tasks of 20 s in parallel, Airflow parallelism 4.
+
+Starts a private dev stack (Airflow 3 api-server, scheduler, dag-processor and
+triggerer on SQLite, plus a JID with the ``local`` backend allowed to run 12
+jobs at once) on loopback ports, then runs ``lute_bench_parallel`` (12
+``Sleeper`` steps in parallel) twice in the same stack: once with the steps
+deferring to the triggerer (``jid_deferrable: true``), once holding a worker
+slot while they wait (``jid_deferrable: false``). With 4 worker slots the
+blocking run needs three waves of 20 s; the deferrable run needs one.
+
+Printed: each run's wall time (trigger to end of run), the ratio deferrable /
+blocking (target <= 0.4), and the largest number of worker slots held at once
+(task instances in state ``running``, sampled every 0.25 s; deferred task
+instances hold none).
+
+    .venv/bin/python benchmarks/deferral.py [--seconds 20] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lute.launch.airflow_api import AirflowClient, AirflowNotFound
+from lute.launch.devstack import Stack
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DAG_ID = "lute_bench_parallel"
+PORT_RANGE = range(33500, 33990, 7)
+
+
+def free_port_block(count: int, exclude: set[int] | None = None) -> int:
+    """The first port P of the range with P .. P+count-1 all bindable on 127.0.0.1."""
+    exclude = exclude or set()
+    for base in PORT_RANGE:
+        ports = range(base, base + count)
+        if exclude & set(ports):
+            continue
+        try:
+            for port in ports:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free ports in the benchmark's range")
+
+
+def write_config(directory: Path, seconds: float) -> Path:
+    """A copy of config/test.yaml whose Sleep step lasts ``seconds``."""
+    work = directory / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    text = (REPO_ROOT / "config" / "test.yaml").read_text()
+    text = re.sub(r"(?m)^work_dir:.*$", f'work_dir: "{work}"', text)
+    text = re.sub(
+        r"(?ms)^Sleep:\n(  .*\n)+",
+        f"Sleep:\n  seconds: {seconds}\n  print_interval: 5\n",
+        text,
+    )
+    path = directory / "bench.yaml"
+    path.write_text(text)
+    return path
+
+
+def run_conf(config: Path, deferrable: bool) -> dict:
+    """The conf launch_airflow.py would send, plus the deferral switch."""
+    return {
+        "experiment": "bench",
+        "run_id": "1",
+        "ARP_ROOT_JOB_ID": f"bench-{'defer' if deferrable else 'block'}-{int(time.time())}",
+        "ARP_LOCATION": "local",
+        "user": getpass.getuser(),
+        "lute_location": str(REPO_ROOT),
+        "lute_params": {"config_file": str(config), "debug": False},
+        "slurm_params": [],
+        "jid_deferrable": deferrable,
+    }
+
+
+def wait_for_dag(client: AirflowClient, timeout: float = 120.0) -> None:
+    """Wait until the DAG processor has parsed the benchmark DAG, then unpause it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.get_dag(DAG_ID)
+            client.unpause(DAG_ID)
+            return
+        except AirflowNotFound:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+
+
+def measure(client: AirflowClient, conf: dict, label: str, timeout: float) -> dict:
+    """Trigger one run and follow it; wall time and the most running task instances."""
+    run_id = f"{label}-{int(time.time() * 1000)}"
+    start = time.monotonic()
+    client.trigger(DAG_ID, run_id, conf)
+    max_running = 0
+    max_deferred = 0
+    while True:
+        tis = client.task_instances(DAG_ID, run_id)
+        states = [ti.get("state") for ti in tis]
+        max_running = max(max_running, states.count("running"))
+        max_deferred = max(max_deferred, states.count("deferred"))
+        state = client.dag_run(DAG_ID, run_id)["state"]
+        if state in ("success", "failed"):
+            break
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{label} run did not finish in {timeout:.0f} s")
+        time.sleep(0.25)
+    wall = time.monotonic() - start
+    return {
+        "mode": label,
+        "state": state,
+        "wall_s": round(wall, 1),
+        "max_worker_slots_held": max_running,
+        "max_deferred": max_deferred,
+        "task_states": sorted(set(states)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its figures (JSON last line)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each step")
+    parser.add_argument("--parallelism", type=int, default=4, help="Airflow worker slots")
+    parser.add_argument("--keep", action="store_true", help="keep the state dir")
+    args = parser.parse_args(argv)
+
+    state_dir = Path(tempfile.mkdtemp(prefix="lute-deferral-"))
+    config = write_config(state_dir / "cfg", args.seconds)
+    airflow_port = free_port_block(3)
+    jid_port = free_port_block(1, exclude=set(range(airflow_port, airflow_port + 3)))
+    stack = Stack(
+        state_dir / "stack",
+        airflow_port=airflow_port,
+        jid_port=jid_port,
+        backend="local",
+        parallelism=args.parallelism,
+        allowed_config_roots=[str(state_dir)],
+        extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(state_dir / "defs")},
+        jid_env={"JID_LOCAL_MAX_PARALLEL": "12"},
+        timeout=240.0,
+    )
+    print(f"starting the stack in {state_dir} (Airflow :{airflow_port}, JID :{jid_port})")
+    t0 = time.monotonic()
+    stack.start()
+    print(f"stack healthy after {time.monotonic() - t0:.1f} s")
+    try:
+        client = AirflowClient(
+            stack.airflow_url, username=stack.username, password=stack.password, timeout=30.0
+        )
+        client.login()
+        wait_for_dag(client)
+        budget = 20 * args.seconds + 300
+        results = []
+        for deferrable in (True, False):
+            label = "deferrable" if deferrable else "blocking"
+            result = measure(client, run_conf(config, deferrable), label, budget)
+            print(json.dumps(result))
+            results.append(result)
+        deferred, blocking = results
+        ratio = deferred["wall_s"] / blocking["wall_s"]
+        summary = {
+            "steps": 12,
+            "step_seconds": args.seconds,
+            "parallelism": args.parallelism,
+            "deferrable_wall_s": deferred["wall_s"],
+            "blocking_wall_s": blocking["wall_s"],
+            "ratio_deferrable_over_blocking": round(ratio, 3),
+            "target_ratio": 0.4,
+            "max_worker_slots_deferrable": deferred["max_worker_slots_held"],
+            "max_worker_slots_blocking": blocking["max_worker_slots_held"],
+            "max_deferred_at_once": deferred["max_deferred"],
+            "both_succeeded": deferred["state"] == blocking["state"] == "success",
+        }
+        print(json.dumps(summary))
+        return 0 if summary["both_succeeded"] else 1
+    finally:
+        stack.stop()
+        if not args.keep:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

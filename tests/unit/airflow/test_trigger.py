@@ -1,0 +1,147 @@
+"""JIDJobTrigger against the real JID app in-process (httpx ASGI transport, local backend).
+
+Jobs are real managed tasks run by the JID's local backend; an ASGI wrapper
+answers 503 to chosen requests to play a JID outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from lute.airflow.client import AsyncJIDClient
+from lute.airflow.control_document import StepIdentity, build_control_document
+from lute.airflow.trigger import JIDJobTrigger
+from tests.unit.airflow.support import in_process_jid, run_conf
+
+pytestmark = pytest.mark.timeout(120)
+
+BASE = "http://jid.test"
+
+
+def _trigger_class(asgi) -> type[JIDJobTrigger]:
+    class InProcessTrigger(JIDJobTrigger):
+        transport = httpx.ASGITransport(app=asgi)
+
+    return InProcessTrigger
+
+
+def _doc(jid, task: str, try_number: int = 1) -> dict:
+    return build_control_document(
+        run_conf(jid.config),
+        task,
+        StepIdentity("lute_unit", f"run-{task}", task, try_number),
+        user="tester",
+    )
+
+
+async def _submit(jid, task: str) -> dict:
+    async with AsyncJIDClient(
+        BASE, token=jid.token, transport=httpx.ASGITransport(app=jid.app)
+    ) as client:
+        return await client.start_job(_doc(jid, task))
+
+
+def _trigger(jid, job: dict, **kw) -> JIDJobTrigger:
+    cls = _trigger_class(jid.asgi)
+    kw.setdefault("wait_timeout", 5.0)
+    kw.setdefault("initial_backoff", 0.05)
+    kw.setdefault("max_backoff", 0.2)
+    return cls(job=job, base_url=BASE, token=jid.token, **kw)
+
+
+async def _events(trigger: JIDJobTrigger) -> list[dict]:
+    return [event.payload async for event in trigger.run()]
+
+
+async def test_sleeper_goes_submitted_running_done(tmp_path) -> None:
+    async with in_process_jid(tmp_path, sleep_seconds=1.5) as jid:
+        job = await _submit(jid, "Sleeper")
+        assert job["status"] in ("SUBMITTED", "RUNNING")
+        assert job["tool_id"]
+        events = await _events(_trigger(jid, job))
+    assert len(events) == 1
+    assert events[0]["status"] == "finished"
+    assert events[0]["job"]["status"] == "DONE"
+    assert events[0]["job"]["exit_code"] == 0
+    # The JID's answers to the trigger's long polls: RUNNING seen, then DONE, nothing after.
+    seen = [answer[0] for answer in jid.asgi.wait_answers]
+    assert seen[-1] == "DONE"
+    assert "RUNNING" in seen
+    assert seen.index("RUNNING") < seen.index("DONE")
+    # Long polls, not a tight loop: one answer per status change (plus at most a timeout).
+    assert len(seen) <= 4
+
+
+async def test_failing_task_finishes_failed(tmp_path) -> None:
+    async with in_process_jid(tmp_path) as jid:
+        job = await _submit(jid, "FailingTester")
+        events = await _events(_trigger(jid, job))
+    assert events[0]["status"] == "finished"
+    assert events[0]["job"]["status"] == "FAILED"
+    assert events[0]["job"]["exit_code"] not in (0, None)
+
+
+async def test_on_kill_cancels_the_job_and_the_wait_ends_exited(tmp_path) -> None:
+    async with in_process_jid(tmp_path, sleep_seconds=60) as jid:
+        job = await _submit(jid, "Sleeper")
+        trigger = _trigger(jid, job)
+        waiting = asyncio.create_task(_events(trigger))
+        async with AsyncJIDClient(
+            BASE, token=jid.token, transport=httpx.ASGITransport(app=jid.app)
+        ) as client:
+            for _ in range(100):
+                (fresh,) = await client.job_statuses([job])
+                if fresh["status"] == "RUNNING":
+                    break
+                await asyncio.sleep(0.1)
+            assert fresh["status"] == "RUNNING"
+            await _trigger(jid, job).on_kill()
+            events = await asyncio.wait_for(waiting, 30)
+            (after,) = await client.job_statuses([job])
+    assert events[0]["status"] == "finished"
+    assert events[0]["job"]["status"] == "EXITED"
+    assert after["status"] == "EXITED"
+
+
+async def test_outage_is_waited_out_with_backoff(tmp_path) -> None:
+    async with in_process_jid(tmp_path, sleep_seconds=1.0) as jid:
+        job = await _submit(jid, "Sleeper")
+        jid.asgi.fail(lambda path: path.endswith("/wait"), count=5)
+        events = await _events(_trigger(jid, job))
+    assert jid.asgi.refused == 5
+    assert events[0]["status"] == "finished"
+    assert events[0]["job"]["status"] == "DONE"
+
+
+async def test_outage_longer_than_allowed_is_an_error_event(tmp_path) -> None:
+    async with in_process_jid(tmp_path, sleep_seconds=1.0) as jid:
+        job = await _submit(jid, "Sleeper")
+        jid.asgi.fail(lambda path: path.endswith("/wait"), count=10_000)
+        events = await _events(_trigger(jid, job, outage_timeout=0.5))
+    assert events[0]["status"] == "error"
+    assert "unavailable" in events[0]["message"]
+    assert jid.asgi.refused >= 2
+
+
+async def test_refused_token_is_an_error_event_without_the_token(tmp_path) -> None:
+    async with in_process_jid(tmp_path) as jid:
+        job = await _submit(jid, "Tester")
+        cls = _trigger_class(jid.asgi)
+        bad = "not-a-valid-token"
+        events = await _events(cls(job=job, base_url=BASE, token=bad, wait_timeout=1))
+    assert events[0]["status"] == "error"
+    assert "401" in events[0]["message"]
+    assert bad not in events[0]["message"]
+
+
+async def test_serializes_round_trip_and_hides_token() -> None:
+    job = {"_id": "abc", "tool_id": "7", "status": "RUNNING", "experiment": "x"}
+    trigger = JIDJobTrigger(job=job, base_url="http://h:1", token="s3cret-token")
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "lute.airflow.trigger.JIDJobTrigger"
+    again = JIDJobTrigger(**kwargs)
+    assert again.serialize() == (classpath, kwargs)
+    assert "s3cret-token" not in repr(trigger)
