@@ -77,7 +77,7 @@ _INVALID_JOB_ID = "invalid job id specified"
 _ACCOUNTING_DISABLED = "accounting storage is disabled"
 _ALREADY_ENDED = ("already completing or completed", "job/step already", _INVALID_JOB_ID)
 
-_SAFE_TAG = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+_SAFE_TAG = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _JOB_ID = re.compile(r"\d+(?:_\d+)?")
 _STDOUT_FIELD = re.compile(r"(?:^|\s)StdOut=(\S*)")
 

@@ -115,7 +115,7 @@ async def test_failing_tester_fails_with_its_error_in_the_log(
     assert state.raw_status == "FAILED"
     assert state.exit_code not in (None, 0)
     text = await read_whole_log(backend, job.tool_id, job.log_path)
-    assert "error" in text.lower() or "traceback" in text.lower(), text[-2000:]
+    assert "Traceback" in text and "Error" in text, text[-2000:]
 
 
 async def test_cancel_running_sleeper_ends_exited(backend: SlurmBackend, tmp_path: Path):
