@@ -57,6 +57,9 @@ from lute.launch.configcheck import ConfigCheckError, check_task_config
 from lute.launch.logstream import LogStream
 from lute.launch.userconfig import LaunchConfigError, Profile, read_profile
 
+LUTE_LOCATION = Path(__file__).resolve().parents[2]
+"""The install this launcher belongs to (sent as ``conf["lute_location"]``, as LUTE does)."""
+
 EXIT_SUCCESS = 0
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -198,12 +201,16 @@ def build_conf(
     """The DAG run's ``conf`` (DESIGN.md's keys, LUTE-compatible)."""
     return {
         "experiment": ctx.experiment,
-        "run_id": f"{ctx.run}_{now.astimezone(dt.UTC).replace(tzinfo=None).isoformat()}",
+        # ISO 8601 basic format (no colons): the run id travels into job names,
+        # log file names and the JID's run_num, where ':' is not allowed
+        "run_id": f"{ctx.run}_{now.astimezone(dt.UTC).strftime('%Y%m%dT%H%M%S.%fZ')}",
         "JID_UPDATE_COUNTERS": ctx.jid_update_counters,
         "ARP_ROOT_JOB_ID": ctx.arp_job_id,
         "ARP_LOCATION": ctx.arp_location,
         "Authorization": ctx.authorization,
         "user": user,
+        # LUTE's operator builds def.executable as <lute_location>/launch_scripts/...
+        "lute_location": str(LUTE_LOCATION),
         "lute_params": {
             "config_file": str(Path(args.config).absolute()),
             "debug": bool(args.debug),
@@ -231,6 +238,9 @@ class Output:
 
     def log_line(self, label: str, line: str) -> None:
         """One line of a task's log, prefixed with the task name."""
+        # the Executor already prefixes its own lines with the managed task name
+        if line.startswith(f"{label}: "):
+            line = line[len(label) + 2 :]
         print(f"[{label}] {line}", file=self.out, flush=True)
 
 

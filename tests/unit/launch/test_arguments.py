@@ -6,6 +6,7 @@ import pytest
 
 from lute.launch.launcher import (
     EXIT_BAD_INPUT,
+    LUTE_LOCATION,
     LaunchError,
     arp_context,
     build_conf,
@@ -102,12 +103,13 @@ def test_conf_has_the_design_keys(tmp_path):
     conf = build_conf(args, ctx, slurm, None, user="alice", now=now)
     assert conf == {
         "experiment": "exp1",
-        "run_id": "5_2026-01-02T03:04:05",
+        "run_id": "5_20260102T030405.000000Z",
         "JID_UPDATE_COUNTERS": None,
         "ARP_ROOT_JOB_ID": ctx.arp_job_id,
         "ARP_LOCATION": "S3DF",
         "Authorization": "Bearer tok",
         "user": "alice",
+        "lute_location": str(LUTE_LOCATION),
         "lute_params": {"config_file": str(cfg), "debug": True},
         "slurm_params": ["--ntasks=3"],
         "dryrun": True,
@@ -124,6 +126,10 @@ def test_conf_config_path_is_absolute(tmp_path, monkeypatch):
     assert conf["lute_params"]["config_file"] == str(tmp_path / "rel.yaml")
     assert conf["workflow"] == {"task_name": "Tester", "next": []}
     assert conf["dryrun"] is False
+
+
+def test_lute_location_is_this_install():
+    assert (LUTE_LOCATION / "launch_scripts" / "launch_airflow.py").is_file()
 
 
 def test_group_prefixes_are_stripped():
