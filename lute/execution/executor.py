@@ -218,6 +218,7 @@ class Executor:
             finally:
                 child_sock.close()
             self._proc = proc
+            self.say(f"Task process {proc.pid} started")
             if self._cancel_signal is not None:
                 self._signal_group(signal.SIGTERM)
             channel = Channel(parent_sock)

@@ -1,0 +1,85 @@
+"""The demo pipeline: peak finding on known peaks, and the whole chain through the Executor."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from lute.io.db import ResultsDB
+from lute.managed_tasks import get_managed_task
+from lute.tasks.frames import find_peaks_in_frame, match_peaks
+
+
+def test_find_peaks_finds_known_peaks():
+    rng = np.random.default_rng(0)
+    frame = rng.normal(10, 2, (64, 64)).astype(np.float32)
+    yy, xx = np.indices(frame.shape)
+    true = [(10.3, 12.7), (40.0, 50.2), (55.5, 8.4)]
+    for r, c in true:
+        frame += 500 * np.exp(-0.5 * (((yy - r) / 1.2) ** 2 + ((xx - c) / 1.2) ** 2))
+    peaks = find_peaks_in_frame(frame, threshold_sigma=8, window=2)
+    assert len(peaks) == 3
+    found = np.array([(p[2], p[3]) for p in peaks])
+    assert match_peaks(found, np.array(true), radius=0.5) == 3
+    assert all(p[6] > 50 for p in peaks)  # SNR
+
+
+def test_pure_noise_has_no_peaks():
+    frame = np.random.default_rng(1).normal(10, 2, (64, 64))
+    assert find_peaks_in_frame(frame, threshold_sigma=8, window=2) == []
+
+
+def _run(config, name):
+    return get_managed_task(name).execute(config, managed_name=name, out=io.StringIO())
+
+
+def test_pipeline_chain(make_config, tmp_path):
+    config = make_config(
+        {
+            "SimulateFrames": {"n_frames": 4, "height": 96, "width": 80, "peaks_per_frame": 6},
+            "FindPeaks": {},
+            "ComputeFrameStatistics": {"radial_bins": 16},
+            "SummarizePeaks": {},
+        }
+    )
+    for name in ("FrameSimulator", "PeakFinder", "FrameStatistician", "PeakSummarizer"):
+        outcome = _run(config, name)
+        assert outcome.status == "COMPLETED", (name, outcome.error)
+    db = ResultsDB.for_work_dir(tmp_path / "work")
+    sim, finder, stats, summary = db.runs()
+    with np.load(sim.outputs["frames_file"]) as data:
+        assert data["frames"].shape == (4, 96, 80)
+        assert data["truth"].shape == (24, 4)
+    assert finder.params["in_file"] == sim.outputs["frames_file"]
+    assert stats.params["in_file"] == sim.outputs["frames_file"]
+    assert finder.summary["recall"] > 0.8 and finder.summary["precision"] > 0.8
+    with open(finder.outputs["peaks_file"]) as fh:
+        assert len(list(csv.DictReader(fh))) == finder.summary["n_peaks"]
+    assert summary.params["peaks_file"] == finder.outputs["peaks_file"]
+    assert summary.params["stats_file"] == stats.outputs["stats_file"]
+    assert summary.summary["used_statistics"] is True
+    png = Path(summary.outputs["plot_file"]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(summary.outputs["table_file"]) as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 4
+    assert sum(int(r["n_peaks"]) for r in table) == finder.summary["n_peaks"]
+
+
+def test_simulation_is_reproducible_per_run(make_config, tmp_path):
+    config = make_config({"SimulateFrames": {"n_frames": 2, "height": 32, "width": 32}})
+    first = _run(config, "FrameSimulator")
+    second = _run(config, "FrameSimulator")
+    db = ResultsDB.for_work_dir(tmp_path / "work")
+    a, b = db.get(first.run_id), db.get(second.run_id)
+    assert a.summary["seed"] == b.summary["seed"]
+
+
+def test_peak_finder_without_upstream_is_a_config_error(make_config, tmp_path):
+    outcome = _run(make_config({}), "PeakFinder")
+    assert outcome.exit_code == 2
+    assert "SimulateFrames" in outcome.error
+    assert ResultsDB.for_work_dir(tmp_path / "work").runs() == []
