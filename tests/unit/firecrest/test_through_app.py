@@ -1,0 +1,297 @@
+"""The JID app (ASGI transport) with the firecrest backend against a respx-mocked FirecREST.
+
+FirecREST is simulated by a small stateful fake behind respx routes: submitted
+jobs are kept in a dict whose states the tests move along, exactly as the
+scheduler behind FirecREST would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from jid_service.app import create_app
+from jid_service.auth import issue_token
+from jid_service.backends.firecrest import FirecrestBackend
+from jid_service.settings import JIDSettings
+
+from .conftest import BASE, JOBS_URL, SYSTEM, VIEW_URL, WORK_DIR, StubTokenSource, listed_job
+
+SECRET = "firecrest-app-test-secret-0123456789"
+WS = "/jid/ws"
+
+
+class FakeFirecrest:
+    """Jobs as FirecREST v2 lists them; the tests set their states."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.scripts: dict[str, str] = {}
+        self.logs: dict[str, bytes] = {}
+        self.next_id = 100
+        self.listing_down = False
+        self.reject_submissions = False
+
+    def submit(self, request: httpx.Request) -> httpx.Response:
+        if self.reject_submissions:
+            return httpx.Response(
+                400,
+                json={
+                    "errorType": "error",
+                    "message": "sbatch: error: invalid partition specified: debug",
+                },
+            )
+        job = json.loads(request.content)["job"]
+        job_id = str(self.next_id)
+        self.next_id += 1
+        self.jobs[job_id] = listed_job(job_id, "PENDING", name=job["name"])
+        self.scripts[job_id] = job["script"]
+        self.logs[job["standardOutput"].replace("%j", job_id)] = b""
+        return httpx.Response(201, json={"jobId": job_id})
+
+    def listing(self, request: httpx.Request) -> httpx.Response:
+        if self.listing_down:
+            return httpx.Response(
+                500, json={"errorType": "error", "message": "Error executing Slurm command."}
+            )
+        return httpx.Response(200, json={"jobs": list(self.jobs.values())})
+
+    def cancel(self, request: httpx.Request, job_id: str) -> httpx.Response:
+        self.set_state(job_id, "CANCELLED by 1234", exit_code=0, signal=15)
+        return httpx.Response(204)
+
+    def view(self, request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        data = self.logs.get(params["path"])
+        if data is None:
+            return httpx.Response(
+                404, json={"errorType": "error", "message": "No such file or directory"}
+            )
+        offset, size = int(params["offset"]), int(params["size"])
+        return httpx.Response(200, json={"output": data[offset : offset + size].decode()})
+
+    def set_state(self, job_id: str, state: str, exit_code: int = 0, signal: int = 0) -> None:
+        status = self.jobs[job_id]["status"]
+        status.update(state=state, exitCode=exit_code, interruptSignal=signal)
+
+
+@pytest.fixture
+def fake() -> FakeFirecrest:
+    return FakeFirecrest()
+
+
+@pytest.fixture
+def config_root(tmp_path: Path) -> Path:
+    root = tmp_path / "configs"
+    root.mkdir()
+    (root / "test.yaml").write_text("title: test\n")
+    return root
+
+
+@pytest.fixture
+async def client(
+    tmp_path: Path, config_root: Path, fake: FakeFirecrest
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = JIDSettings(
+        backend="firecrest",
+        auth_secret=SECRET,
+        db_url=f"sqlite:///{tmp_path / 'jid.db'}",
+        state_dir=tmp_path / "state",
+        allowed_config_roots=[config_root],
+        poll_interval=0.05,
+        kill_wait_seconds=10,
+        firecrest_system=SYSTEM,
+        firecrest_work_dir=WORK_DIR,
+        firecrest_launcher="/opt/lute/bin/lute-run-task",
+    )
+    backend = FirecrestBackend(
+        firecrest_url=BASE,
+        system=SYSTEM,
+        work_dir=WORK_DIR,
+        token_source=StubTokenSource(),
+        launcher="/opt/lute/bin/lute-run-task",
+        max_attempts=2,
+        backoff_initial=0.001,
+        backoff_max=0.002,
+        request_timeout=5.0,
+    )
+    with respx.mock(base_url=BASE, assert_all_called=False) as router:
+        router.post(JOBS_URL).mock(side_effect=fake.submit)
+        router.get(JOBS_URL).mock(side_effect=fake.listing)
+        router.delete(url__regex=rf"{JOBS_URL}/(?P<job_id>\w+)$").mock(side_effect=fake.cancel)
+        router.get(VIEW_URL).mock(side_effect=fake.view)
+        app = create_app(settings, backend=backend)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://jid") as c:
+                c.headers["Authorization"] = "Bearer " + issue_token(SECRET, "alice", ["exp1"], 600)
+                yield c
+
+
+def control_document(config_root: Path, **changes: Any) -> dict[str, Any]:
+    """A control document shaped like the one LUTE's JIDSlurmOperator sends."""
+    settings_launcher = JIDSettings(auth_secret=SECRET).launcher
+    doc: dict[str, Any] = {
+        "_id": str(uuid.uuid4()),
+        "arp_root_job_id": "root-1",
+        "experiment": "exp1",
+        "run_num": "12",
+        "user": "alice",
+        "status": "",
+        "tool_id": "",
+        "def_id": str(uuid.uuid4()),
+        "def": {
+            "_id": str(uuid.uuid4()),
+            "name": "Tester",
+            "executable": str(settings_launcher),
+            "trigger": "MANUAL",
+            "location": "S3DF",
+            "parameters": f"--taskname Tester --config {config_root / 'test.yaml'} "
+            "--partition=debug --ntasks=1",
+            "run_as_user": "alice",
+        },
+    }
+    doc.update(changes)
+    return doc
+
+
+async def statuses_until(
+    client: httpx.AsyncClient,
+    doc: dict[str, Any],
+    wanted: str,
+    timeout: float = 15.0,
+    recovering: bool = False,
+) -> dict[str, Any]:
+    """Poll job_statuses like LUTE's operator does until the job shows ``wanted``.
+
+    ``recovering``: 503 answers (backend still marked down) are waited out too.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = await client.post(f"{WS}/job_statuses", json=[doc])
+        if recovering and resp.status_code == 503 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            continue
+        assert resp.status_code == 200, resp.text
+        current = resp.json()["value"][0]
+        if current["status"] == wanted or time.monotonic() > deadline:
+            return current
+        await asyncio.sleep(0.05)
+
+
+async def test_lute_operator_sequence_over_firecrest(
+    client: httpx.AsyncClient, fake: FakeFirecrest, config_root: Path
+):
+    doc = control_document(config_root)
+
+    resp = await client.post(f"{WS}/exp1/start_job", json=doc)
+    assert resp.status_code == 200, resp.text
+    started = resp.json()["value"]
+    tool_id = started["tool_id"]
+    assert tool_id in fake.jobs
+    assert "#SBATCH --partition=debug" in fake.scripts[tool_id]
+    assert "#SBATCH --ntasks=1" in fake.scripts[tool_id]
+    assert fake.scripts[tool_id].rstrip().endswith(f"-c {config_root / 'test.yaml'} -t Tester")
+
+    fake.set_state(tool_id, "RUNNING")
+    assert (await statuses_until(client, started, "RUNNING"))["status"] == "RUNNING"
+
+    (log_path,) = fake.logs
+    fake.logs[log_path] = b"Tester: starting\nTester: done\n"
+    fake.set_state(tool_id, "COMPLETED", exit_code=0)
+    done = await statuses_until(client, started, "DONE")
+    assert (done["status"], done["raw_status"], done["exit_code"]) == ("DONE", "COMPLETED", 0)
+
+    resp = await client.post(f"{WS}/exp1/job_log_file", json=done)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["value"] == "Tester: starting\nTester: done\n"
+
+    # a repeated start_job with the same _id submits nothing new
+    again = await client.post(f"{WS}/exp1/start_job", json=doc)
+    assert again.json()["value"]["tool_id"] == tool_id
+    assert len(fake.jobs) == 1
+
+
+async def test_failed_job_keeps_its_exit_code(
+    client: httpx.AsyncClient, fake: FakeFirecrest, config_root: Path
+):
+    started = (
+        await client.post(f"{WS}/exp1/start_job", json=control_document(config_root))
+    ).json()["value"]
+    fake.set_state(started["tool_id"], "FAILED", exit_code=3)
+    failed = await statuses_until(client, started, "FAILED")
+    assert (failed["status"], failed["raw_status"], failed["exit_code"]) == ("FAILED", "FAILED", 3)
+
+
+async def test_kill_job_cancels_through_firecrest(
+    client: httpx.AsyncClient, fake: FakeFirecrest, config_root: Path
+):
+    started = (
+        await client.post(f"{WS}/exp1/start_job", json=control_document(config_root))
+    ).json()["value"]
+    fake.set_state(started["tool_id"], "RUNNING")
+    await statuses_until(client, started, "RUNNING")
+
+    resp = await client.post(f"{WS}/exp1/kill_job", json=started)
+    assert resp.status_code == 200, resp.text
+    killed = resp.json()["value"]
+    assert (killed["status"], killed["raw_status"]) == ("EXITED", "CANCELLED by 1234")
+
+
+async def test_firecrest_outage_answers_503_then_recovers(
+    client: httpx.AsyncClient, fake: FakeFirecrest, config_root: Path
+):
+    started = (
+        await client.post(f"{WS}/exp1/start_job", json=control_document(config_root))
+    ).json()["value"]
+    fake.listing_down = True
+    deadline = time.monotonic() + 15
+    while True:
+        resp = await client.post(f"{WS}/job_statuses", json=[started])
+        if resp.status_code != 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert resp.status_code == 503
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert resp.json()["success"] is False
+
+    fake.listing_down = False
+    fake.set_state(started["tool_id"], "COMPLETED")
+    recovered = await statuses_until(client, started, "DONE", recovering=True)
+    assert recovered["status"] == "DONE"
+
+
+async def test_rejected_submission_is_422_and_nothing_is_kept(
+    client: httpx.AsyncClient, fake: FakeFirecrest, config_root: Path
+):
+    doc = control_document(config_root)
+    fake.reject_submissions = True
+    resp = await client.post(f"{WS}/exp1/start_job", json=doc)
+    assert resp.status_code == 422
+    assert fake.jobs == {}
+    assert "invalid partition specified" in resp.json()["error"]
+    # the same _id can be submitted once FirecREST accepts it
+    fake.reject_submissions = False
+    resp = await client.post(f"{WS}/exp1/start_job", json=doc)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["value"]["tool_id"] in fake.jobs
+
+
+async def test_render_job_shows_the_batch_script(
+    client: httpx.AsyncClient, fake: FakeFirecrest, config_root: Path
+):
+    resp = await client.post(f"{WS}/exp1/render_job", json=control_document(config_root))
+    assert resp.status_code == 200, resp.text
+    value = resp.json()["value"]
+    assert value["backend"] == "firecrest"
+    assert value["script"].startswith("#!/bin/bash\n#SBATCH --job-name=Tester-")
+    assert fake.jobs == {}  # a dry run submits nothing
