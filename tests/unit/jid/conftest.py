@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,7 @@ from jid_service.app import create_app
 from jid_service.auth import issue_token
 from jid_service.settings import JIDSettings
 
-SECRET = "unit-test-secret-0123456789-abcdefghij"
+SECRET = "unit-test-secret-" + "0123456789abcdef" * 4
 FAKE_TASK = Path(__file__).with_name("fake_run_task.py")
 LAUNCHER = Path(__file__).resolve().parents[3] / "launch_scripts" / "submit_slurm.sh"
 
@@ -43,14 +44,23 @@ def settings(tmp_path: Path, config_root: Path) -> JIDSettings:
     )
 
 
+@contextlib.asynccontextmanager
+async def running_app(settings: JIDSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a started JID app (lifespan run: the poller is live)."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://jid") as client,
+    ):
+        client.app = app  # type: ignore[attr-defined]
+        yield client
+
+
 @pytest.fixture
 async def client(settings: JIDSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://jid") as c:
-            c.app = app  # type: ignore[attr-defined]
-            yield c
+    async with running_app(settings) as c:
+        yield c
 
 
 @pytest.fixture
