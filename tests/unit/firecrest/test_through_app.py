@@ -40,6 +40,7 @@ class FakeFirecrest:
         self.next_id = 100
         self.listing_down = False
         self.reject_submissions = False
+        self.listing_calls = 0
 
     def submit(self, request: httpx.Request) -> httpx.Response:
         if self.reject_submissions:
@@ -59,6 +60,7 @@ class FakeFirecrest:
         return httpx.Response(201, json={"jobId": job_id})
 
     def listing(self, request: httpx.Request) -> httpx.Response:
+        self.listing_calls += 1
         if self.listing_down:
             return httpx.Response(
                 500, json={"errorType": "error", "message": "Error executing Slurm command."}
@@ -134,6 +136,7 @@ async def client(
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://jid") as c:
                 c.headers["Authorization"] = "Bearer " + issue_token(SECRET, "alice", ["exp1"], 600)
+                c.app = app  # type: ignore[attr-defined]
                 yield c
 
 
@@ -295,3 +298,32 @@ async def test_render_job_shows_the_batch_script(
     assert value["backend"] == "firecrest"
     assert value["script"].startswith("#!/bin/bash\n#SBATCH --job-name=Tester-")
     assert fake.jobs == {}  # a dry run submits nothing
+
+
+async def test_one_listing_per_poll_tick_however_many_clients_ask(
+    client: httpx.AsyncClient, fake: FakeFirecrest, config_root: Path
+):
+    docs = []
+    for _ in range(50):
+        resp = await client.post(f"{WS}/exp1/start_job", json=control_document(config_root))
+        assert resp.status_code == 200, resp.text
+        docs.append(resp.json()["value"])
+    for job_id in fake.jobs:
+        fake.set_state(job_id, "RUNNING")
+    service = client.app.state.service  # type: ignore[attr-defined]
+    ticks_before, calls_before = service.ticks, fake.listing_calls
+
+    async def poller() -> None:
+        for _ in range(5):
+            resp = await client.post(f"{WS}/job_statuses", json=docs)
+            assert resp.status_code == 200
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(poller() for _ in range(20)))
+    await statuses_until(client, docs[-1], "RUNNING")
+
+    ticks = service.ticks - ticks_before
+    calls = fake.listing_calls - calls_before
+    assert calls >= 1
+    # every tick lists all 50 jobs in one call (one tick may be in flight)
+    assert calls <= ticks + 1
