@@ -387,6 +387,17 @@ class SlurmBackend(Backend):
         self._uncertain_keys.discard(spec.job_key)
         return Submitted(tool_id=job_id, log_path=await self._log_path(job_id, spec))
 
+    async def find_submitted(self, job_key: str) -> Submitted | None:
+        """The job Slurm still lists as submitted for ``job_key`` (by its comment), if any.
+
+        For recovery: a daemon that died between sbatch and recording the job
+        id can look the job up instead of submitting it again or failing it.
+        """
+        found = await self._find_tagged(job_tag(job_key))
+        if found is None:
+            return None
+        return Submitted(tool_id=found, log_path=await self._log_path(found))
+
     async def _find_tagged(self, tag: str) -> str | None:
         """The id of a job carrying ``--comment=tag`` that Slurm still lists, if any."""
         result = await self._run(
