@@ -1,0 +1,145 @@
+"""Fixtures of the Airflow-side integration tests: a real JID process and a real Airflow 3.
+
+Both listen on loopback ports of this part's range (33000-33999), keep their
+state in the session's temporary directory, and are stopped by pid at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.unit.airflow.support import REPO_ROOT, free_port_block, write_test_config
+
+
+@dataclass
+class JIDProcess:
+    """A running ``jid-service serve`` (local backend)."""
+
+    url: str
+    port: int
+    token: str
+    config: Path
+    root: Path
+
+    def connection_env(self) -> str:
+        """``AIRFLOW_CONN_JID_DEFAULT`` for this JID."""
+        return json.dumps(
+            {
+                "conn_type": "jid",
+                "host": "127.0.0.1",
+                "port": self.port,
+                "schema": "http",
+                "password": self.token,
+            }
+        )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def jid_process(tmp_path_factory) -> Iterator[JIDProcess]:
+    """A real JID process with the local backend on a free loopback port."""
+    from jid_service.auth import issue_token
+
+    root = tmp_path_factory.mktemp("jid")
+    secret = secrets.token_urlsafe(32)
+    port = free_port_block(1)
+    env = dict(os.environ)
+    env.update(
+        {
+            "JID_BACKEND": "local",
+            "JID_AUTH_SECRET": secret,
+            "JID_DB_URL": f"sqlite:///{root / 'jid.db'}",
+            "JID_STATE_DIR": str(root / "state"),
+            "JID_ALLOWED_CONFIG_ROOTS": json.dumps([str(root)]),
+            "JID_POLL_INTERVAL": "0.2",
+            "JID_LOCAL_MAX_PARALLEL": "4",
+        }
+    )
+    exe = Path(sys.executable).parent / "jid-service"
+    log = open(root / "jid.log", "wb")  # noqa: SIM115 - closed after the process
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jid-service exited: {(root / 'jid.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("jid-service did not become healthy in 60 s")
+            time.sleep(0.2)
+        token = issue_token(secret, "airflow", "*", 24 * 3600, admin=True)
+        yield JIDProcess(url, port, token, write_test_config(root / "cfg"), root)
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def run_dag_test(
+    tmp_path: Path, jid: JIDProcess, dag_file: str, dag_id: str, conf: dict
+) -> dict:
+    """``dag.test()`` of a DAG of workflows/airflow in a fresh process; its JSON outcome."""
+    home = tmp_path / "airflow-home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "workflows" / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW_CONN_JID_DEFAULT": jid.connection_env(),
+            "LUTE_WORKFLOW_DEFS_DIR": str(tmp_path / "defs"),
+        }
+    )
+    runner = Path(__file__).with_name("dag_test_runner.py")
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(runner),
+            str(REPO_ROOT / "workflows" / "airflow" / dag_file),
+            dag_id,
+            json.dumps(conf),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"dag.test printed no outcome (rc {done.returncode}):\n{done.stderr[-4000:]}"
+    outcome = json.loads(lines[-1])
+    outcome["stderr"] = done.stderr
+    outcome["output"] = done.stdout + done.stderr
+    return outcome

@@ -1,0 +1,67 @@
+"""``dag.test()`` of lute_test and lute_test_failure against a real JID process (local backend)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.airflow.conftest import run_dag_test
+from tests.unit.airflow.support import run_conf
+
+pytestmark = [pytest.mark.airflow, pytest.mark.timeout(300)]
+
+
+def test_lute_test_succeeds(tmp_path, jid_process) -> None:
+    outcome = run_dag_test(
+        tmp_path, jid_process, "test.py", "lute_test", run_conf(jid_process.config)
+    )
+    assert outcome["error"] is None, outcome["output"][-3000:]
+    assert outcome["state"] == "success", outcome
+    assert set(outcome["tasks"]) == {
+        "Tester", "BinaryTester", "SocketTester", "WriteTester", "ReadTester"
+    }
+    assert set(outcome["tasks"].values()) == {"success"}
+    # Every step pushed its job's log; BinaryTester ran /bin/ls on the work dir.
+    assert set(outcome["logs"]) == set(outcome["tasks"])
+    assert all(outcome["logs"][t] for t in outcome["tasks"])
+
+
+def test_lute_test_failure_fails_and_skips_downstream(tmp_path, jid_process) -> None:
+    outcome = run_dag_test(
+        tmp_path,
+        jid_process,
+        "test_failure.py",
+        "lute_test_failure",
+        run_conf(jid_process.config),
+    )
+    assert outcome["error"] is None, outcome["output"][-3000:]
+    assert outcome["state"] == "failed"
+    assert outcome["tasks"] == {
+        "Tester": "success",
+        "FailingTester": "failed",
+        "ReadTester": "upstream_failed",
+    }
+    assert "FailingTester" in outcome["logs"]
+    assert outcome["logs"]["FailingTester"].strip()
+    assert "ReadTester" not in outcome["logs"]
+    # The failure's message carries the end of the job's log.
+    assert "FailingTester (job" in outcome["output"]
+    assert "ended FAILED" in outcome["output"]
+    assert "Last lines of its log" in outcome["output"]
+
+
+def test_dry_run_renders_without_submitting(tmp_path, jid_process) -> None:
+    import httpx
+
+    conf = run_conf(jid_process.config, dryrun=True)
+    outcome = run_dag_test(tmp_path, jid_process, "test.py", "lute_test", conf)
+    assert outcome["error"] is None, outcome["output"][-3000:]
+    assert outcome["state"] == "success"
+    assert all("dry run of" in log for log in outcome["logs"].values())
+    assert "--taskname" in outcome["logs"]["Tester"] or "Tester" in outcome["logs"]["Tester"]
+    listed = httpx.get(
+        f"{jid_process.url}/jid/ws/jobs",
+        params={"arp_root_job_id": conf["ARP_ROOT_JOB_ID"]},
+        headers={"Authorization": f"Bearer {jid_process.token}"},
+        timeout=10,
+    ).json()["value"]
+    assert listed == []
