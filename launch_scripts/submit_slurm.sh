@@ -90,9 +90,10 @@ mkdir -p -- "$LOG_DIR"
 LOG_DIR=$(cd "$LOG_DIR" && pwd)
 LOG_FILE="$LOG_DIR/${TASK}_${EXP_PART}_r${RUN_PART}_$(date +%Y-%m-%dT%H%M%S)_%J.out"
 
-# sbatch reads the job script from stdin; each word quoted by printf %q
+# sbatch reads the job script from stdin; each word quoted by printf %q. exec makes
+# lute-run-task the batch process itself, so a Slurm cancel signals it directly.
 SCRIPT="#!/bin/bash"$'\n'
-SCRIPT+="$(printf '%q ' "${CMD[@]}")"$'\n'
+SCRIPT+="exec $(printf '%q ' "${CMD[@]}")"$'\n'
 if [[ $DEBUG == 1 ]]; then
     printf 'submitting: %s\nlog: %s\n' "$(printf '%q ' "${CMD[@]}")" "$LOG_FILE" >&2
 fi
