@@ -220,6 +220,7 @@ class FirecrestBackend(Backend):
         backoff_initial: float = 0.5,
         backoff_max: float = 8.0,
         request_timeout: float = 30.0,
+        missing_lookups: int = 4,
         verify: bool | str = True,
     ) -> None:
         from firecrest.v2 import AsyncFirecrest  # the optional "firecrest" extra
@@ -246,6 +247,8 @@ class FirecrestBackend(Backend):
         self._retry_budget = retry_budget
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
+        self._missing_lookups = max(missing_lookups, 0)
+        self._lookup_turn = 0
         self._client = AsyncFirecrest(
             firecrest_url=self._url, authorization=self._auth, verify=verify
         )
@@ -530,7 +533,14 @@ class FirecrestBackend(Backend):
         return max(ids, key=lambda j: (len(j), j))
 
     async def statuses(self, tool_ids: list[str]) -> dict[str, BackendJobState]:
-        """States of the asked jobs from one listing call; unlisted ids are left out."""
+        """States of the asked jobs from one listing call, plus a bounded fallback.
+
+        FirecREST's listing reads ``squeue`` and ``sacct``'s default time window
+        (today), so a job that ended long ago can drop out of it. Up to
+        ``missing_lookups`` such ids per call are asked for one by one
+        (``GET /compute/{system}/jobs/{id}``, which searches all of ``sacct``),
+        taking turns when more are missing; ids still unknown are left out.
+        """
         wanted = set(tool_ids)
         if not wanted:
             return {}
@@ -540,7 +550,39 @@ class FirecrestBackend(Backend):
             if tool_id not in wanted:
                 continue
             result[tool_id] = job_state(tool_id, job.get("status") or {})
+        missing = sorted(t for t in wanted - result.keys() if _JOB_ID.fullmatch(t))
+        if missing and self._missing_lookups:
+            start = self._lookup_turn % len(missing)
+            batch = (missing[start:] + missing[:start])[: self._missing_lookups]
+            self._lookup_turn += len(batch)
+            for tool_id in batch:
+                state = await self._lookup(tool_id)
+                if state is not None:
+                    result[tool_id] = state
         return result
+
+    async def _lookup(self, tool_id: str) -> BackendJobState | None:
+        """One job's state by id; None when FirecREST does not know it or cannot answer."""
+        endpoint = f"/compute/{self.system}/jobs/{tool_id}"
+
+        async def send() -> httpx.Response:
+            return await self._client._get_request(endpoint=endpoint)
+
+        try:
+            resp = await self._call("job lookup", send, attempts=1)
+        except BackendError as err:
+            log.info("FirecREST lookup of job %s: %s", tool_id, err)
+            return None
+        if resp.status_code != 200:
+            return None
+        try:
+            data = resp.json()
+        except ValueError:
+            return None
+        for job in (data.get("jobs") if isinstance(data, dict) else None) or []:
+            if isinstance(job, dict) and str(job.get("jobId", "")) == tool_id:
+                return job_state(tool_id, job.get("status") or {})
+        return None
 
     async def read_log(
         self, tool_id: str, log_path: str | None, offset: int, limit: int

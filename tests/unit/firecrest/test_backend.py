@@ -247,12 +247,13 @@ async def test_statuses_of_many_jobs_take_one_listing_call(router: respx.MockRou
             },
         )
     )
-    asked = ["101", "102", "103", "104", "105", "106", "107", "555"]
+    asked = ["101", "102", "103", "104", "105", "106", "107"]
 
     states = await backend.statuses(asked)
 
     assert route.call_count == 1
-    assert set(states) == set(asked) - {"555"}  # unlisted ids are left out
+    assert len(router.calls) == 1  # nothing else was asked
+    assert set(states) == set(asked)
     expected = {
         "101": (JobStatus.SUBMITTED, "PENDING", None),
         "102": (JobStatus.RUNNING, "RUNNING", None),
@@ -272,6 +273,56 @@ async def test_statuses_of_many_jobs_take_one_listing_call(router: respx.MockRou
         )
 
 
+async def test_jobs_missing_from_the_listing_are_looked_up_one_by_one(
+    router: respx.MockRouter, backend
+):
+    router.get(JOBS_URL).mock(
+        return_value=httpx.Response(200, json={"jobs": [listed_job("1", "RUNNING")]})
+    )
+    old = router.get(f"{JOBS_URL}/2").mock(
+        return_value=httpx.Response(200, json={"jobs": [listed_job("2", "COMPLETED")]})
+    )
+    gone = router.get(f"{JOBS_URL}/3").mock(
+        return_value=httpx.Response(404, json={"detail": "Job not found."})
+    )
+    states = await backend.statuses(["1", "2", "3"])
+    assert {k: v.status for k, v in states.items()} == {
+        "1": JobStatus.RUNNING,
+        "2": JobStatus.DONE,
+    }
+    assert (old.call_count, gone.call_count) == (1, 1)
+
+
+async def test_lookups_per_call_are_bounded_and_take_turns(router: respx.MockRouter, tokens):
+    be = FirecrestBackend(
+        firecrest_url="https://firecrest.example.org",
+        system=SYSTEM,
+        work_dir=WORK_DIR,
+        token_source=tokens,
+        missing_lookups=2,
+    )
+    router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": []}))
+    lookups = router.get(url__regex=rf"{JOBS_URL}/\d+$").mock(
+        return_value=httpx.Response(404, json={"detail": "Job not found."})
+    )
+    try:
+        await be.statuses(["11", "12", "13"])
+        first = {call.request.url.path.rsplit("/", 1)[1] for call in lookups.calls}
+        await be.statuses(["11", "12", "13"])
+        second = {call.request.url.path.rsplit("/", 1)[1] for call in lookups.calls[2:]}
+    finally:
+        await be.aclose()
+    assert lookups.call_count == 4
+    assert len(first) == 2 and len(second) == 2
+    assert first | second == {"11", "12", "13"}
+
+
+async def test_a_failing_lookup_leaves_the_job_out(router: respx.MockRouter, backend):
+    router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": []}))
+    router.get(f"{JOBS_URL}/5").mock(return_value=_error(500, "sacct failed"))
+    assert await backend.statuses(["5"]) == {}
+
+
 async def test_statuses_of_no_jobs_make_no_call(router: respx.MockRouter, backend):
     route = router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": []}))
     assert await backend.statuses([]) == {}
@@ -280,6 +331,7 @@ async def test_statuses_of_no_jobs_make_no_call(router: respx.MockRouter, backen
 
 async def test_statuses_with_null_job_list(router: respx.MockRouter, backend):
     router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": None}))
+    router.get(f"{JOBS_URL}/1").mock(return_value=httpx.Response(404, json={"detail": "no"}))
     assert await backend.statuses(["1"]) == {}
 
 
@@ -376,7 +428,9 @@ async def test_401_refreshes_the_token_once_then_retries(
 
 
 async def test_a_cached_token_is_reused(router: respx.MockRouter, backend, tokens):
-    router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": []}))
+    router.get(JOBS_URL).mock(
+        return_value=httpx.Response(200, json={"jobs": [listed_job("1", "RUNNING")]})
+    )
     await backend.statuses(["1"])
     await backend.statuses(["1"])
     assert tokens.issued == 1

@@ -95,7 +95,7 @@ def test_create_backend_reads_the_process_environment(monkeypatch: pytest.Monkey
 
 async def test_secrets_are_not_in_reprs_or_logs(caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.DEBUG)
-    backend = FirecrestBackend.from_settings(_settings(), env=ENV)
+    backend = FirecrestBackend.from_settings(_settings(), env=ENV, backoff_initial=0.001)
     backend._auth._source._access_token = "the-access-token"  # as if fetched
     backend._auth._source._token_expiration_ts = time.time() + 3600
     try:
@@ -106,6 +106,7 @@ async def test_secrets_are_not_in_reprs_or_logs(caplog: pytest.LogCaptureFixture
                     httpx.Response(200, json={"jobs": []}),
                 ]
             )
+            router.get(f"{JOBS_URL}/1").mock(return_value=httpx.Response(404, json={}))
             assert await backend.statuses(["1"]) == {}
             assert route.calls.last.request.headers["Authorization"] == "Bearer the-access-token"
     finally:
