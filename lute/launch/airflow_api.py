@@ -105,7 +105,9 @@ class AirflowClient:
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         """An authenticated call; the decoded JSON body (None if empty)."""
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        headers = dict(kw.pop("headers", None) or {})
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
         resp = self._send(method, path, headers=headers, **kw)
         if resp.status_code in (401, 403):
             raise AirflowAuthError(
@@ -172,6 +174,20 @@ class AirflowClient:
             f"{_q(task_id)}/xcomEntries/{_q(key)}"
         )
         return self.request("GET", path)["value"]
+
+    def task_log_events(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int
+    ) -> list[dict[str, Any]]:
+        """The structured events of one try's Airflow task log."""
+        path = (
+            f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/"
+            f"{_q(task_id)}/logs/{int(try_number)}"
+        )
+        body = self.request(
+            "GET", path, params={"full_content": "true"}, headers={"Accept": "application/json"}
+        )
+        content = (body or {}).get("content") or []
+        return [e for e in content if isinstance(e, dict)]
 
     def mark_run_failed(self, dag_id: str, run_id: str) -> None:
         """Set the run's state to failed (Airflow then stops its running tasks)."""

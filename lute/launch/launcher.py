@@ -436,10 +436,30 @@ class Follower:
             try:
                 value = self.airflow.xcom(self.dag_id, self.run_id, tid, "log")
             except AirflowError:
-                continue
+                value = None
             if value:
                 for line in str(value).splitlines():
                     self.out.log_line(name, line)
+            elif ti.get("state") == "failed":
+                self._airflow_errors(tid, ti)
+
+    def _airflow_errors(self, tid: str, ti: Mapping[str, Any]) -> None:
+        # the step failed before its job could run (refused by the JID, say):
+        # the reason is only in Airflow's own task log
+        try:
+            events = self.airflow.task_log_events(
+                self.dag_id, self.run_id, tid, int(ti.get("try_number") or 1)
+            )
+        except AirflowError as exc:
+            self.out.info(f"{short_task_name(tid)}: failed; its Airflow log is unreadable: {exc}")
+            return
+        for event in events:
+            if event.get("level") not in ("error", "critical"):
+                continue
+            details = event.get("error_detail") or []
+            reason = details[0].get("exc_value") if details and isinstance(details[0], dict) else ""
+            text = f"{event.get('event')}: {reason}" if reason else str(event.get("event"))
+            self.out.log_line(short_task_name(tid), f"[airflow] {text}")
 
     def cancel(self, grace: float = 10.0) -> None:
         """Mark the run failed, give the operators ``grace`` s to cancel, then kill leftovers."""
