@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or not args[0].isdigit():
         sys.stderr.write("usage: python -m lute.execution.child FD (started by the Executor)\n")
         return 2
-    from lute.execution.ipc import Channel
+    from lute.execution.ipc import Channel, send_result
 
     channel = Channel(socket.socket(fileno=int(args[0])))
     init = channel.receive().message
@@ -52,15 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         channel.send({"type": "error", "error": f"{type(exc).__name__}: {exc}", "traceback": text})
         return 1
-    payload = result.payload
-    channel.send(
+    send_result(
+        channel,
         {
             "type": "result",
             "summary": result.summary,
             "outputs": result.outputs,
-            "payload_name": result.payload_name if payload is not None else None,
+            "payload_name": result.payload_name,
         },
-        blob=payload,
+        result.payload,
+        init["payload_prefix"],
     )
     channel.close()
     return 0

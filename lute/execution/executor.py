@@ -160,6 +160,9 @@ class Executor:
             "run_id": run_id,
             "debug": debug,
             "config_path": str(config.path),
+            "payload_prefix": str(
+                config.work_dir / PAYLOAD_DIR / f"run{run_id:06d}_{self.task_name}"
+            ),
         }
         outcome = self._run_child(init, config.work_dir, run_id, header.task_timeout)
         payload_rel = None
@@ -326,11 +329,12 @@ class Executor:
         stream.close()
 
     def _receive(self, channel: Any, state: _ChildState, work_dir: Path, run_id: int) -> None:
-        from lute.execution.ipc import ChannelClosedError
+        from lute.execution.ipc import ChannelClosedError, handed_over_payload, payload_path
+
+        prefix = work_dir / PAYLOAD_DIR / f"run{run_id:06d}_{self.task_name}"
 
         def sink(message: dict[str, Any], _size: int) -> Path:
-            name = Path(str(message.get("payload_name") or "payload.bin")).name
-            return work_dir / PAYLOAD_DIR / f"run{run_id:06d}_{self.task_name}_{name}"
+            return payload_path(prefix, message.get("payload_name"))
 
         while True:
             try:
@@ -348,6 +352,13 @@ class Executor:
                 state.result = frame.message
                 state.payload_path = frame.blob_path
                 state.payload_bytes = frame.blob_bytes
+                if "payload_file" in frame.message:
+                    try:
+                        state.payload_path, state.payload_bytes = handed_over_payload(
+                            frame.message, prefix
+                        )
+                    except (OSError, ValueError) as exc:
+                        state.channel_error = f"result payload rejected: {exc}"
             elif kind == "error":
                 state.error = frame.message
 

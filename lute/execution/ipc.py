@@ -2,15 +2,22 @@
 
 A Unix socketpair handed to the child as an extra file descriptor, carrying
 frames of ``>IQ`` (JSON length, blob length), the JSON message, then the blob
-bytes. There is no pipe-size limit: blobs of any size are streamed, and the
-receiver writes large blobs straight to a file so a 100 MB result never sits
-twice in memory. Log lines do not use this channel (they go through stdout).
+bytes. There is no pipe-size limit: blobs of any size can be streamed, and the
+receiver writes blobs straight to a file.
+
+Result payloads above ``INLINE_LIMIT`` are not pushed through the socket at
+all: the Task process writes them once, directly to their final file in the
+work dir (given by the Executor), and hands the path over in the result
+message. Streaming them would cost a second copy in the Executor; writing the
+file once runs at local-disk speed. Log lines do not use this channel (they go
+through stdout).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import struct
 from collections.abc import Callable
@@ -23,6 +30,7 @@ _CHUNK = 4 * 1024 * 1024
 # larger kernel buffers cut the number of context switches for big results
 _SOCKET_BUFFER = 4 * 1024 * 1024
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+INLINE_LIMIT = 1024 * 1024
 
 
 class ChannelClosedError(EOFError):
@@ -115,3 +123,51 @@ class Channel:
                 raise ChannelClosedError(f"channel closed with {left} of {size} blob bytes unread")
             out.write(view[:n])
             left -= n
+
+
+def payload_path(prefix: str | Path, name: str | None) -> Path:
+    """Where a result payload is stored: the Executor's prefix plus the Task's file name."""
+    prefix = Path(prefix)
+    return prefix.with_name(f"{prefix.name}_{Path(name or 'payload.bin').name}")
+
+
+def send_result(
+    channel: Channel, message: dict[str, Any], payload: Any, prefix: str | Path
+) -> None:
+    """Task side: send a result, inline when small, else written to its file and handed over.
+
+    ``payload`` is anything exposing the buffer protocol (bytes, numpy arrays)
+    or None. The file is written under a temporary name and renamed, so the
+    Executor never sees a partial payload.
+    """
+    if payload is None:
+        channel.send({**message, "payload_name": None})
+        return
+    view = memoryview(payload).cast("B")
+    if view.nbytes <= INLINE_LIMIT:
+        channel.send(message, blob=view)
+        return
+    target = payload_path(prefix, message.get("payload_name"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    with open(partial, "wb") as fh:
+        fh.write(view)
+    os.replace(partial, target)
+    channel.send({**message, "payload_file": str(target), "payload_bytes": view.nbytes})
+
+
+def handed_over_payload(message: dict[str, Any], prefix: str | Path) -> tuple[Path, int]:
+    """Executor side: check a payload handed over by path; returns (path, size).
+
+    Raises ValueError if the path is not the one this run was given, or the
+    file is missing or of the wrong size.
+    """
+    expected = payload_path(prefix, message.get("payload_name"))
+    path = Path(str(message["payload_file"]))
+    size = int(message.get("payload_bytes", -1))
+    if path.resolve() != expected.resolve():
+        raise ValueError(f"payload file {path} is not the expected {expected}")
+    actual = path.stat().st_size if path.is_file() else None
+    if actual != size:
+        raise ValueError(f"payload file {path} has {actual} bytes, announced {size}")
+    return path, size

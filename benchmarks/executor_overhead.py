@@ -1,0 +1,179 @@
+"""Executor overhead and result-channel throughput, against in-run baselines.
+
+1. Start-up overhead: median wall time of ``lute-run-task`` on a no-op Task
+   (``Sleeper`` with ``seconds: 0``: config parsing, validation, DB record,
+   Task subprocess, result, DB update) minus the median of
+   ``python -c "import lute"``. Target: <= 0.3 s.
+2. IPC throughput: a separate process hands a 100 MB result to this one
+   exactly as a Task process does (``send_result``: large payloads are
+   written once to their payload file and handed over by path, then checked),
+   compared with writing the same bytes to a local file in the same directory.
+   For information, the same bytes streamed through the socket.
+   Target ratio (IPC throughput / file-write throughput) >= 0.5.
+3. For information: the whole ``SocketTester`` managed task with a 100 MB
+   result, minus the no-op run.
+
+Usage: ``python benchmarks/executor_overhead.py [--runs N] [--mbytes M]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import yaml
+
+from lute.execution.ipc import Channel, handed_over_payload, payload_path, socket_pair
+
+# the Task side of the channel, exactly as lute.execution.child sends a result
+SENDER = textwrap.dedent(
+    """
+    import socket, sys
+    from lute.execution.ipc import Channel, send_result
+    channel = Channel(socket.socket(fileno=int(sys.argv[1])))
+    data = bytearray(int(sys.argv[2]))
+    data[::4096] = b"x" * len(data[::4096])
+    channel.send({"type": "ready"})
+    channel.receive()  # go
+    if sys.argv[4] == "stream":
+        channel.send({"type": "result", "payload_name": "bench.bin"}, blob=data)
+    else:
+        send_result(channel, {"type": "result", "payload_name": "bench.bin"}, data, sys.argv[3])
+    channel.close()
+    """
+)
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    """Wall time of one command that must succeed."""
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def write_config(folder: Path, mbytes: int) -> Path:
+    """A config with a no-op Sleep and a TestSocket of ``mbytes`` MB."""
+    floats = mbytes * 1_000_000 // 8
+    tasks = {"Sleep": {"seconds": 0}, "TestSocket": {"array_size": floats, "num_arrays": 1}}
+    header = {"title": "benchmark", "task_timeout": 600, "work_dir": "work"}
+    (folder / "work").mkdir(parents=True, exist_ok=True)
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump_all([header, tasks], explicit_start=True))
+    return path
+
+
+def ipc_seconds(size: int, work_dir: Path, mode: str = "result") -> float:
+    """Time to move ``size`` bytes from another process into a file in ``work_dir``.
+
+    ``result``: the Executor's mechanism (large payloads handed over by path);
+    ``stream``: the same bytes streamed through the socket into the file.
+    """
+    parent, child = socket_pair()
+    prefix = work_dir / "lute_payloads" / "run000001_Bench"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SENDER, str(child.fileno()), str(size), str(prefix), mode],
+        pass_fds=(child.fileno(),),
+    )
+    child.close()
+    channel = Channel(parent)
+    assert channel.receive().message["type"] == "ready"
+    start = time.perf_counter()
+    channel.send({"type": "go"})
+    frame = channel.receive(blob_sink=lambda message, size: payload_path(prefix, "bench.bin"))
+    if "payload_file" in frame.message:
+        path, received = handed_over_payload(frame.message, prefix)
+    else:
+        path, received = frame.blob_path, frame.blob_bytes
+    elapsed = time.perf_counter() - start
+    assert received == size and path is not None and path.stat().st_size == size
+    proc.wait(timeout=60)
+    parent.close()
+    path.unlink()
+    return elapsed
+
+
+def file_seconds(size: int, work_dir: Path) -> float:
+    """Time to write ``size`` bytes (already in memory) to a local file."""
+    data = bytearray(size)
+    data[::4096] = b"x" * len(data[::4096])
+    target = work_dir / "plain.bin"
+    start = time.perf_counter()
+    with open(target, "wb") as fh:
+        fh.write(data)
+    elapsed = time.perf_counter() - start
+    target.unlink()
+    return elapsed
+
+
+def main() -> int:
+    """Run the measurements and print them against their baselines."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=11, help="start-up repetitions")
+    parser.add_argument("--mbytes", type=int, default=100, help="result size in MB")
+    args = parser.parse_args()
+    env = dict(os.environ, EXPERIMENT="bench", RUN_NUM="1")
+    env = {k: v for k, v in env.items() if not k.startswith("LUTE_")}
+    size = args.mbytes * 1_000_000
+    with tempfile.TemporaryDirectory(prefix="lute-bench-") as tmp:
+        folder = Path(tmp)
+        config = write_config(folder, args.mbytes)
+        work = folder / "work"
+        baseline, noop = [], []
+        run_task = [sys.executable, "-m", "lute.run_task", "-c", str(config)]
+        timed([sys.executable, "-c", "import lute"], env)  # warm the page cache
+        timed([*run_task, "-t", "Sleeper"], env)
+        for _ in range(args.runs):  # interleaved so drift hits both alike
+            baseline.append(timed([sys.executable, "-c", "import lute"], env))
+            noop.append(timed([*run_task, "-t", "Sleeper"], env))
+        base_med, noop_med = statistics.median(baseline), statistics.median(noop)
+        overhead = noop_med - base_med
+        print(
+            f"start-up: median lute-run-task no-op {noop_med:.3f} s, "
+            f"median python -c 'import lute' {base_med:.3f} s"
+        )
+        print(
+            f"  overhead (difference) = {overhead:.3f} s  (target <= 0.300 s: "
+            f"{'met' if overhead <= 0.3 else 'NOT met'})"
+        )
+
+        ipc, plain, stream = [], [], []
+        for _ in range(5):
+            plain.append(file_seconds(size, work))
+            ipc.append(ipc_seconds(size, work))
+            stream.append(ipc_seconds(size, work, "stream"))
+        ipc_med, plain_med = statistics.median(ipc), statistics.median(plain)
+        stream_med = statistics.median(stream)
+        ratio = plain_med / ipc_med
+        print(
+            f"IPC: {args.mbytes} MB result from the Task process into its payload file: median "
+            f"{ipc_med:.3f} s ({size / ipc_med / 1e6:.0f} MB/s); plain file write: median "
+            f"{plain_med:.3f} s ({size / plain_med / 1e6:.0f} MB/s)"
+        )
+        print(
+            f"  throughput ratio IPC / file write = {ratio:.2f}  (target >= 0.50: "
+            f"{'met' if ratio >= 0.5 else 'NOT met'})"
+        )
+        print(
+            f"info: the same bytes streamed through the socket into the file: median "
+            f"{stream_med:.3f} s, ratio {plain_med / stream_med:.2f}"
+        )
+
+        socket_runs = [timed([*run_task, "-t", "SocketTester"], env) for _ in range(3)]
+        sock_med = statistics.median(socket_runs)
+        print(
+            f"info: SocketTester managed task with a {args.mbytes} MB result: median "
+            f"{sock_med:.3f} s, {sock_med - noop_med:.3f} s more than the no-op "
+            "(includes generating and hashing the data in the Task)"
+        )
+    return 0 if overhead <= 0.3 and ratio >= 0.5 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
