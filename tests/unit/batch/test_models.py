@@ -144,3 +144,16 @@ def test_third_party_field_metadata():
     fields = model_for("TestBinary").model_fields
     assert fields["long_format"].json_schema_extra == {"flag": "-l"}
     assert fields["path"].json_schema_extra == {"positional": True}
+
+
+def test_managed_tasks_import_is_cheap():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lute.managed_tasks as m; names = m.managed_task_names();"
+        "heavy = [x for x in ('numpy', 'matplotlib', 'pydantic', 'yaml', 'lute.tasks.base')"
+        " if x in sys.modules]; print(len(names), heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "11 []"
