@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lute.launch.airflow_api import AirflowClient, AirflowNotFound
+from lute.launch.airflow_api import AirflowClient, AirflowNotFoundError
 from lute.launch.devstack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def wait_for_dag(client: AirflowClient, timeout: float = 120.0) -> None:
             client.get_dag(DAG_ID)
             client.unpause(DAG_ID)
             return
-        except AirflowNotFound:
+        except AirflowNotFoundError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(1.0)

@@ -143,3 +143,64 @@ def run_dag_test(
     outcome["stderr"] = done.stderr
     outcome["output"] = done.stdout + done.stderr
     return outcome
+
+
+@dataclass
+class AirflowStack:
+    """A running Airflow 3 + JID dev stack and what the tests need to drive it."""
+
+    stack: object
+    client: object
+    config: Path
+    long_config: Path
+    root: Path
+
+    def jid_jobs(self, arp_root_job_id: str) -> list[dict]:
+        """The JID's jobs of one workflow run."""
+        response = httpx.get(
+            f"{self.stack.jid_url}/jid/ws/jobs",
+            params={"arp_root_job_id": arp_root_job_id},
+            headers={"Authorization": f"Bearer {self.stack.jid_token}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()["value"]
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(tmp_path_factory) -> Iterator[AirflowStack]:
+    """Airflow 3 (api-server, scheduler, dag-processor, triggerer; SQLite) and a JID."""
+    from lute.launch.airflow_api import AirflowClient
+    from lute.launch.devstack import Stack
+
+    root = tmp_path_factory.mktemp("airflow-stack")
+    airflow_port = free_port_block(3)
+    jid_port = free_port_block(1, exclude=set(range(airflow_port, airflow_port + 3)))
+    stack = Stack(
+        root / "stack",
+        airflow_port=airflow_port,
+        jid_port=jid_port,
+        backend="local",
+        parallelism=4,
+        dag_refresh_s=2,
+        allowed_config_roots=[str(root)],
+        extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(root / "defs")},
+        jid_env={"JID_LOCAL_MAX_PARALLEL": "8", "JID_POLL_INTERVAL": "0.25"},
+        timeout=240.0,
+    )
+    stack.start()
+    client = AirflowClient(
+        stack.airflow_url, username=stack.username, password=stack.password, timeout=30.0
+    )
+    try:
+        client.login()
+        yield AirflowStack(
+            stack,
+            client,
+            write_test_config(root / "cfg"),
+            write_test_config(root / "cfg_long", sleep_seconds=300),
+            root,
+        )
+    finally:
+        client.close()
+        stack.stop()

@@ -1,0 +1,165 @@
+"""The DAGs on a real Airflow 3 (api-server, scheduler, dag-processor, triggerer on SQLite).
+
+Runs go through the REST API v2 exactly as the launcher drives them; the JID
+is a real process with the local backend.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from lute.launch.airflow_api import AirflowNotFoundError
+from tests.unit.airflow.support import run_conf
+
+pytestmark = [pytest.mark.airflow, pytest.mark.timeout(600)]
+
+TERMINAL = ("success", "failed")
+
+
+def _wait_for_dag(client, dag_id: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.get_dag(dag_id)
+            client.unpause(dag_id)
+            return
+        except AirflowNotFoundError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _trigger(client, dag_id: str, conf: dict) -> str:
+    _wait_for_dag(client, dag_id)
+    run_id = f"it-{uuid.uuid4().hex[:10]}"
+    client.trigger(dag_id, run_id, conf)
+    return run_id
+
+
+def _follow(client, dag_id: str, run_id: str, timeout: float = 300.0) -> tuple[str, dict]:
+    """Poll the run until it ends; every state each task instance was seen in."""
+    seen: dict[str, list[str]] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        for ti in client.task_instances(dag_id, run_id):
+            states = seen.setdefault(ti["task_id"], [])
+            if ti["state"] and (not states or states[-1] != ti["state"]):
+                states.append(ti["state"])
+        state = client.dag_run(dag_id, run_id)["state"]
+        if state in TERMINAL:
+            for ti in client.task_instances(dag_id, run_id):
+                states = seen.setdefault(ti["task_id"], [])
+                if ti["state"] and (not states or states[-1] != ti["state"]):
+                    states.append(ti["state"])
+            return state, seen
+        assert time.monotonic() < deadline, f"run {run_id} still {state}: {seen}"
+        time.sleep(0.3)
+
+
+def _task_log(client, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+    path = (
+        f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+    )
+    return json.dumps(client.request("GET", path, params={"full_content": True}))
+
+
+def test_lute_test_succeeds_with_every_step_deferred(airflow_stack) -> None:
+    client = airflow_stack.client
+    conf = run_conf(airflow_stack.config)
+    run_id = _trigger(client, "lute_test", conf)
+    state, seen = _follow(client, "lute_test", run_id)
+    assert state == "success", seen
+    assert set(seen) == {"Tester", "BinaryTester", "SocketTester", "WriteTester", "ReadTester"}
+    for task_id, states in seen.items():
+        assert states[-1] == "success", (task_id, states)
+        # The worker handed the wait to the triggerer, and the step resumed from it.
+        log = _task_log(client, "lute_test", run_id, task_id)
+        assert "Pausing task as DEFERRED" in log, (task_id, log[-2000:])
+        assert client.xcom("lute_test", run_id, task_id, "log")
+    # Each step was submitted once (one JID job per task) and ended DONE.
+    jobs = airflow_stack.jid_jobs(conf["ARP_ROOT_JOB_ID"])
+    assert sorted(j["def"]["name"] for j in jobs) == sorted(seen)
+    assert {j["status"] for j in jobs} == {"DONE"}
+
+
+def test_lute_test_failure_fails_with_the_failing_log_in_xcom(airflow_stack) -> None:
+    client = airflow_stack.client
+    conf = run_conf(airflow_stack.config)
+    run_id = _trigger(client, "lute_test_failure", conf)
+    state, seen = _follow(client, "lute_test_failure", run_id)
+    assert state == "failed"
+    final = {task: states[-1] for task, states in seen.items()}
+    assert final == {
+        "Tester": "success",
+        "FailingTester": "failed",
+        "ReadTester": "upstream_failed",
+    }
+    failing_log = client.xcom("lute_test_failure", run_id, "FailingTester", "log")
+    jobs = {j["def"]["name"]: j for j in airflow_stack.jid_jobs(conf["ARP_ROOT_JOB_ID"])}
+    assert jobs["FailingTester"]["status"] == "FAILED"
+    assert "ReadTester" not in jobs
+    assert failing_log.strip()
+    # The XCom holds the job's log as the JID serves it.
+    assert failing_log.rstrip().splitlines()[-1] in _jid_log(airflow_stack, jobs["FailingTester"])
+
+
+def _jid_log(airflow_stack, job: dict) -> str:
+    import httpx
+
+    response = httpx.post(
+        f"{airflow_stack.stack.jid_url}/jid/ws/{job['experiment']}/job_log_file",
+        json=job,
+        headers={"Authorization": f"Bearer {airflow_stack.stack.jid_token}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()["value"]
+
+
+def _wait_job(airflow_stack, root_id: str, status: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    jobs: list[dict] = []
+    while time.monotonic() < deadline:
+        jobs = airflow_stack.jid_jobs(root_id)
+        if jobs and jobs[0]["status"] == status:
+            return jobs[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no job reached {status} in {timeout} s: {jobs}")
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "blocking"])
+def test_marking_the_run_failed_cancels_its_running_job(airflow_stack, deferrable) -> None:
+    client = airflow_stack.client
+    conf = run_conf(airflow_stack.long_config, jid_deferrable=deferrable)
+    run_id = _trigger(client, "lute_bench_chain", conf)
+    _wait_job(airflow_stack, conf["ARP_ROOT_JOB_ID"], "RUNNING", timeout=120)
+    expected = "deferred" if deferrable else "running"
+    task_logs = (
+        airflow_stack.stack.airflow_home / "logs" / "dag_id=lute_bench_chain"
+        / f"run_id={run_id}" / "task_id=step1.Sleeper"
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        states = {ti["task_id"]: ti["state"] for ti in client.task_instances(
+            "lute_bench_chain", run_id)}
+        # A deferred step is only cancellable once the triggerer runs its trigger
+        # (its trigger log file says "starting").
+        started = not deferrable or any(
+            "starting" in path.read_text() for path in task_logs.glob("attempt=1.log.trigger.*")
+        )
+        if states.get("step1.Sleeper") == expected and started:
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.3)
+
+    client.mark_run_failed("lute_bench_chain", run_id)
+
+    job = _wait_job(airflow_stack, conf["ARP_ROOT_JOB_ID"], "EXITED", timeout=90)
+    assert job["def"]["name"] == "Sleeper"
+    assert client.dag_run("lute_bench_chain", run_id)["state"] == "failed"
+    # Nothing after the cancelled step was submitted.
+    assert len(airflow_stack.jid_jobs(conf["ARP_ROOT_JOB_ID"])) == 1
