@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -113,6 +115,27 @@ def wait_until(probe: Callable[[], T | None], timeout: float, interval: float = 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}", pytrace=False)
         time.sleep(interval)
+
+
+def write_counting_shims(directory: Path, log: Path,
+                         commands: tuple[str, ...] = ("squeue", "sacct", "scontrol")) -> None:
+    """Wrappers that log each run of a Slurm command to ``log`` and exec the real one.
+
+    Put ``directory`` first on a daemon's PATH to count its scheduler calls.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in commands:
+        real = shutil.which(name)
+        assert real is not None, f"{name} not found"
+        shim = directory / name
+        shim.write_text(f"#!/bin/sh\necho {shlex.quote(name)} >> {shlex.quote(str(log))}\n"
+                        f'exec {shlex.quote(real)} "$@"\n')
+        shim.chmod(0o755)
+
+
+def counted_calls(log: Path) -> Counter[str]:
+    """Runs per command logged by :func:`write_counting_shims`."""
+    return Counter(log.read_text().split()) if log.exists() else Counter()
 
 
 def squeue_comments() -> dict[str, str]:

@@ -48,8 +48,10 @@ class JidProcess:
     """Start, stop and kill a JID daemon; settings and store live in ``directory``."""
 
     def __init__(self, directory: Path, config_roots: list[Path], poll_interval: float = 0.5,
-                 extra_settings: dict[str, Any] | None = None) -> None:
+                 extra_settings: dict[str, Any] | None = None,
+                 path_prefix: Path | None = None) -> None:
         self.directory = directory
+        self.path_prefix = path_prefix
         directory.mkdir(parents=True, exist_ok=True)
         self.secret = secrets.token_urlsafe(32)
         self.settings_file = directory / "jid.yaml"
@@ -82,6 +84,8 @@ class JidProcess:
         self.starts += 1
         env = job_env()
         env["JID_SETTINGS_FILE"] = str(self.settings_file)
+        if self.path_prefix is not None:
+            env["PATH"] = f"{self.path_prefix}{os.pathsep}{env['PATH']}"
         with self.log_file.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "jid_service.cli", "serve", "--host", "127.0.0.1",
@@ -121,6 +125,12 @@ class JidProcess:
         self.proc = None
 
     # ---------------------------------------------------------------- API ---
+    def metrics(self) -> str:
+        """The Prometheus text of /metrics."""
+        response = httpx.get(f"{self.base}/metrics", headers=self.headers, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.text
+
     def post(self, path: str, body: Any, timeout: float = 90.0) -> httpx.Response:
         return httpx.post(f"{self.base}/jid/ws{path}", json=body, headers=self.headers,
                           timeout=timeout)

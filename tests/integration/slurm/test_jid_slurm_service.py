@@ -6,6 +6,7 @@ plus kill_job, against real Slurm jobs: DONE, FAILED and EXITED.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.slurm.cluster import LAUNCHER, scancel_quietly, write_config
+from tests.integration.slurm.cluster import (
+    LAUNCHER,
+    counted_calls,
+    scancel_quietly,
+    write_config,
+    write_counting_shims,
+)
 from tests.integration.slurm.jid_process import (
     EXPERIMENT,
     JidProcess,
@@ -118,3 +125,53 @@ def test_render_health_and_rejection(jid: JidProcess, tmp_path: Path):
     assert answer.status_code == 422, answer.text
     assert "partition" in answer.json()["error"].lower()
     assert value(jid.post("/job_statuses", [impossible]))[0]["tool_id"] == ""
+
+
+def prometheus_value(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")):
+            sample, _, number = line.rpartition(" ")
+            if all(f'{k}="{v}"' in sample for k, v in labels.items()):
+                total += float(number)
+    return total
+
+
+def test_one_squeue_per_tick_however_many_clients_poll(slurm_cluster: None, tmp_path: Path):
+    """20 clients polling job_statuses cost one squeue per poll tick, not one per request."""
+    shims, calls_log = tmp_path / "shims", tmp_path / "slurm-calls.log"
+    write_counting_shims(shims, calls_log)
+    jid = JidProcess(tmp_path / "jid", [tmp_path / "cfg"], poll_interval=0.5, path_prefix=shims)
+    config = write_config(tmp_path / "cfg", sleep_seconds=30)
+    docs = [control_document("Sleeper", config) for _ in range(4)]
+    started: list[dict] = []
+    jid.start()
+    try:
+        started = [value(jid.post(f"/{EXPERIMENT}/start_job", d)) for d in docs]
+        time.sleep(1.0)  # let the submissions' own scontrol calls finish
+        before_metrics, before_calls = jid.metrics(), counted_calls(calls_log)
+        stop_at = time.monotonic() + 5.0
+
+        def client() -> int:
+            count = 0
+            with httpx.Client(base_url=jid.base, headers=jid.headers, timeout=60) as http:
+                while time.monotonic() < stop_at:
+                    answer = value(http.post("/jid/ws/job_statuses", json=started))
+                    assert len(answer) == len(started)
+                    count += 1
+            return count
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+            requests = sum(pool.map(lambda _: client(), range(20)))
+        after_metrics, after_calls = jid.metrics(), counted_calls(calls_log)
+        ticks = (prometheus_value(after_metrics, "jid_poll_ticks_total", outcome="ok")
+                 - prometheus_value(before_metrics, "jid_poll_ticks_total", outcome="ok"))
+        squeues = after_calls["squeue"] - before_calls["squeue"]
+        assert ticks >= 3, f"the poller ticked {ticks} times in 5 s"
+        assert requests >= 5 * squeues, (requests, squeues)
+        # ticks are read from /metrics between squeue runs: allow the one in flight
+        assert ticks <= squeues <= ticks + 1, (squeues, ticks)
+        assert after_calls["sacct"] == before_calls["sacct"]
+    finally:
+        jid.stop()
+        scancel_quietly([d["tool_id"] for d in started])
