@@ -401,7 +401,8 @@ class SlurmBackend(Backend):
     async def _find_tagged(self, tag: str) -> str | None:
         """The id of a job carrying ``--comment=tag`` that Slurm still lists, if any."""
         result = await self._run(
-            ["squeue", "-h", "-t", "all", "-O", SQUEUE_FORMAT], self.query_timeout
+            # only this user's jobs: the whole queue of a big site is costly to list
+            ["squeue", "--me", "-h", "-t", "all", "-O", SQUEUE_FORMAT], self.query_timeout
         )
         if result.returncode != 0:
             if is_unavailable_message(result.message):

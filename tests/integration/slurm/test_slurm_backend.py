@@ -206,3 +206,18 @@ async def test_unreachable_controller_is_backend_unavailable(
 
 async def test_health_of_the_live_cluster(backend: SlurmBackend):
     await backend.health()
+
+
+async def test_find_submitted_by_job_key(backend: SlurmBackend, task_config: Path):
+    """A job is found again by its _id (its --comment), e.g. by a restarted daemon."""
+    wanted = spec(task_config, "Tester", "find")
+    job = await backend.submit(wanted)
+    try:
+        fresh = SlurmBackend(LAUNCHER, backend.log_dir)
+        found = await fresh.find_submitted(wanted.job_key)
+        assert found is not None
+        assert found.tool_id == job.tool_id
+        assert found.log_path == job.log_path
+        assert await fresh.find_submitted(f"never-submitted-{time.time_ns()}") is None
+    finally:
+        scancel_quietly([job.tool_id])
