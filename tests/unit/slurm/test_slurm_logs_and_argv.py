@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jid_service.backends.base import SubmitSpec
+from jid_service.backends.base import BackendError, SubmitSpec
 from jid_service.backends.slurm import SlurmBackend, job_tag, read_log_bytes
 
 
@@ -91,3 +91,29 @@ def test_job_tag_hashes_unsafe_keys():
     unsafe = job_tag("a b|c")
     assert unsafe.startswith("jid:sha256-") and " " not in unsafe and "|" not in unsafe
     assert job_tag("a b|c") == unsafe != job_tag("a b|d")
+
+
+async def test_statuses_of_no_valid_id_runs_nothing(tmp_path):
+    backend = SlurmBackend(tmp_path / "submit_slurm.sh", tmp_path / "logs")
+    assert await backend.statuses([]) == {}
+    # ids that are not Slurm job ids never reach a command line
+    assert await backend.statuses(["12; rm -rf /", "$(id)", ""]) == {}
+    assert backend.calls == {}
+
+
+async def test_cancel_refuses_a_non_numeric_id(tmp_path):
+    backend = SlurmBackend(tmp_path / "submit_slurm.sh", tmp_path / "logs")
+    with pytest.raises(BackendError, match="not a Slurm job id"):
+        await backend.cancel("1 2")
+    assert backend.calls == {}
+
+
+async def test_read_log_without_a_path_finds_the_file_by_job_id(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "Tester_exp_r0007_2026-01-01T000000_412.out").write_text("hello\n")
+    (logs / "Tester_exp_r0007_2026-01-01T000000_4120.out").write_text("other job\n")
+    backend = SlurmBackend(tmp_path / "submit_slurm.sh", logs)
+    chunk = await backend.read_log("412", None, 0, 100)
+    assert chunk.text == "hello\n"
+    assert (await backend.read_log("999", None, 0, 100)).text == ""
