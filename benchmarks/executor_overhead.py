@@ -11,7 +11,8 @@
    For information, the same bytes streamed through the socket.
    Target ratio (IPC throughput / file-write throughput) >= 0.5.
 3. For information: the whole ``SocketTester`` managed task with a 100 MB
-   result, minus the no-op run.
+   result, minus the no-op run; and the log relay latency (a ``Sleeper`` line's
+   own wall-clock stamp against when it reaches ``lute-run-task``'s stdout).
 
 Usage: ``python benchmarks/executor_overhead.py [--runs N] [--mbytes M]``
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -62,11 +64,41 @@ def write_config(folder: Path, mbytes: int) -> Path:
     """A config with a no-op Sleep and a TestSocket of ``mbytes`` MB."""
     floats = mbytes * 1_000_000 // 8
     tasks = {"Sleep": {"seconds": 0}, "TestSocket": {"array_size": floats, "num_arrays": 1}}
+    (folder / "ticks").mkdir(parents=True, exist_ok=True)
+    ticks = folder / "ticks" / "ticks.yaml"
+    ticks.write_text(
+        yaml.safe_dump_all(
+            [
+                {"title": "ticks", "work_dir": "../work"},
+                {"Sleep": {"seconds": 3, "print_interval": 0.1}},
+            ],
+            explicit_start=True,
+        )
+    )
     header = {"title": "benchmark", "task_timeout": 600, "work_dir": "work"}
     (folder / "work").mkdir(parents=True, exist_ok=True)
     path = folder / "bench.yaml"
     path.write_text(yaml.safe_dump_all([header, tasks], explicit_start=True))
     return path
+
+
+def relay_latencies(config: Path, env: dict[str, str]) -> list[float]:
+    """Seconds from a Sleep tick's own timestamp to its arrival on lute-run-task's stdout."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lute.run_task", "-c", str(config), "-t", "Sleeper"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    latencies = []
+    for line in proc.stdout:
+        arrived = time.time()
+        match = re.search(r"\(wall ([0-9.]+)\)", line)
+        if match:
+            latencies.append(arrived - float(match.group(1)))
+    assert proc.wait(timeout=60) == 0
+    return latencies
 
 
 def ipc_seconds(size: int, work_dir: Path, mode: str = "result") -> float:
@@ -171,6 +203,11 @@ def main() -> int:
             f"info: SocketTester managed task with a {args.mbytes} MB result: median "
             f"{sock_med:.3f} s, {sock_med - noop_med:.3f} s more than the no-op "
             "(includes generating and hashing the data in the Task)"
+        )
+        lat = relay_latencies(folder / "ticks" / "ticks.yaml", env)
+        print(
+            f"info: log relay latency over {len(lat)} lines: median "
+            f"{statistics.median(lat) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms"
         )
     return 0 if overhead <= 0.3 and ratio >= 0.5 else 1
 
