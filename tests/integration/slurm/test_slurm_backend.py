@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import time
 from pathlib import Path
 
@@ -185,9 +187,11 @@ async def test_unreachable_controller_is_backend_unavailable(
     slurm_cluster: None, tmp_path: Path, task_config: Path
 ):
     """A controller nobody listens for (a copy of slurm.conf with another port)."""
-    conf = Path("/etc/slurm/slurm.conf").read_text()
+    conf = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")).read_text()
+    assert re.search(r"(?m)^SlurmctldPort=", conf), "slurm.conf names no SlurmctldPort"
     bad_conf = tmp_path / "slurm.conf"
-    bad_conf.write_text(conf.replace("SlurmctldPort=6817", "SlurmctldPort=1"))
+    # port 1: nothing listens there, so every client gets "connection refused"
+    bad_conf.write_text(re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=1", conf))
     backend = SlurmBackend(LAUNCHER, tmp_path / "logs", env={"SLURM_CONF": str(bad_conf)},
                            query_timeout=30.0)
 
