@@ -22,6 +22,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.log import mask_secret
 
 from lute.airflow.client import JIDClient, JIDError, JIDUnavailableError
 from lute.airflow.control_document import (
@@ -115,7 +116,15 @@ class JIDSlurmOperator(BaseOperator):
     def _token_override(self, conf: Mapping[str, Any]) -> str | None:
         # ARP compatibility: the run's conf may carry the JID token.
         token = conf.get("Authorization")
-        return str(token) if token else None
+        if not token:
+            return None
+        token = str(token)
+        # A connection password is masked in task logs by Airflow; a token from
+        # the conf is not, so register it (with and without "Bearer ").
+        mask_secret(token)
+        if token.lower().startswith("bearer "):
+            mask_secret(token[7:].strip())
+        return token
 
     def _resolve(self, conf: Mapping[str, Any]) -> JIDEndpoint:
         if self._endpoint is None:

@@ -32,17 +32,12 @@ class JIDProcess:
     config: Path
     root: Path
 
-    def connection_env(self) -> str:
-        """``AIRFLOW_CONN_JID_DEFAULT`` for this JID."""
-        return json.dumps(
-            {
-                "conn_type": "jid",
-                "host": "127.0.0.1",
-                "port": self.port,
-                "schema": "http",
-                "password": self.token,
-            }
-        )
+    def connection_env(self, with_token: bool = True) -> str:
+        """``AIRFLOW_CONN_JID_DEFAULT`` for this JID (optionally without its token)."""
+        conn = {"conn_type": "jid", "host": "127.0.0.1", "port": self.port, "schema": "http"}
+        if with_token:
+            conn["password"] = self.token
+        return json.dumps(conn)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -106,7 +101,12 @@ def jid_process(tmp_path_factory) -> Iterator[JIDProcess]:
 
 
 def run_dag_test(
-    tmp_path: Path, jid: JIDProcess, dag_file: str, dag_id: str, conf: dict
+    tmp_path: Path,
+    jid: JIDProcess,
+    dag_file: str,
+    dag_id: str,
+    conf: dict,
+    connection_token: bool = True,
 ) -> dict:
     """``dag.test()`` of a DAG of workflows/airflow in a fresh process; its JSON outcome."""
     home = tmp_path / "airflow-home"
@@ -118,7 +118,7 @@ def run_dag_test(
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "workflows" / "airflow"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW_CONN_JID_DEFAULT": jid.connection_env(),
+            "AIRFLOW_CONN_JID_DEFAULT": jid.connection_env(connection_token),
             "LUTE_WORKFLOW_DEFS_DIR": str(tmp_path / "defs"),
         }
     )

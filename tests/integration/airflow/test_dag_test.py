@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.integration.airflow.conftest import run_dag_test
@@ -65,3 +67,27 @@ def test_dry_run_renders_without_submitting(tmp_path, jid_process) -> None:
         timeout=10,
     ).json()["value"]
     assert listed == []
+
+
+def test_token_from_conf_authorization_is_used_and_never_logged(tmp_path, jid_process) -> None:
+    """ARP compatibility: no token in the connection, ``conf["Authorization"]`` carries it."""
+    conf = run_conf(jid_process.config, Authorization=f"Bearer {jid_process.token}")
+    outcome = run_dag_test(
+        tmp_path, jid_process, "test_failure.py", "lute_test_failure", conf,
+        connection_token=False,
+    )
+    assert outcome["error"] is None, outcome["output"][-3000:]
+    # Submitted and followed with the conf's token: the steps ran, the failure is the task's.
+    assert outcome["tasks"]["Tester"] == "success"
+    assert outcome["tasks"]["FailingTester"] == "failed"
+    assert jid_process.token not in outcome["output"]
+    assert jid_process.token not in json.dumps(outcome["logs"])
+
+
+def test_without_any_token_the_step_fails_with_an_auth_error(tmp_path, jid_process) -> None:
+    outcome = run_dag_test(
+        tmp_path, jid_process, "test_failure.py", "lute_test_failure",
+        run_conf(jid_process.config), connection_token=False,
+    )
+    assert outcome["tasks"]["Tester"] == "failed"
+    assert "JID refused the token (401)" in outcome["output"]

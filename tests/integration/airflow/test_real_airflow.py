@@ -163,3 +163,37 @@ def test_marking_the_run_failed_cancels_its_running_job(airflow_stack, deferrabl
     assert client.dag_run("lute_bench_chain", run_id)["state"] == "failed"
     # Nothing after the cancelled step was submitted.
     assert len(airflow_stack.jid_jobs(conf["ARP_ROOT_JOB_ID"])) == 1
+
+
+def test_two_dynamic_workflows_launched_at_once_both_run(airflow_stack) -> None:
+    from lute.airflow.workflow_defn import parse_definition, store_definition
+
+    client = airflow_stack.client
+    first = parse_definition("task_name: Tester\nnext: [{task_name: BinaryTester}]")
+    second = parse_definition(
+        "task_name: Tester\nslurm_params: '--ntasks=1'\n"
+        "next: [{task_name: WriteTester, next: [{task_name: ReadTester}]}]"
+    )
+    assert first.dag_id != second.dag_id
+    defs_dir = airflow_stack.root / "defs"
+    store_definition(first, defs_dir)
+    store_definition(second, defs_dir)
+    confs = {defn.dag_id: run_conf(airflow_stack.config) for defn in (first, second)}
+    runs = {dag_id: _trigger(client, dag_id, conf) for dag_id, conf in confs.items()}
+    expected = {
+        first.dag_id: {"Tester", "BinaryTester"},
+        second.dag_id: {"Tester", "WriteTester", "ReadTester"},
+    }
+    for dag_id, run_id in runs.items():
+        state, seen = _follow(client, dag_id, run_id)
+        assert state == "success", (dag_id, seen)
+        assert set(seen) == expected[dag_id]
+        jobs = airflow_stack.jid_jobs(confs[dag_id]["ARP_ROOT_JOB_ID"])
+        assert sorted(j["def"]["name"] for j in jobs) == sorted(expected[dag_id])
+        assert {j["status"] for j in jobs} == {"DONE"}
+    second_tester = next(
+        j for j in airflow_stack.jid_jobs(confs[second.dag_id]["ARP_ROOT_JOB_ID"])
+        if j["def"]["name"] == "Tester"
+    )
+    # The step's own slurm_params replaced the run's Slurm arguments.
+    assert second_tester["def"]["parameters"].endswith("--ntasks=1")
