@@ -47,7 +47,7 @@ class SimulateFrames(Task):
         offsets = np.arange(-half, half + 1)
         truth: list[tuple[int, float, float, float]] = []
         low, high = p.peak_intensity
-        for i in range(n):
+        for i in range(n if p.peaks_per_frame else 0):
             rows = rng.uniform(half + 2, h - half - 3, p.peaks_per_frame)
             cols = rng.uniform(half + 2, w - half - 3, p.peaks_per_frame)
             heights = rng.uniform(low, high, p.peaks_per_frame)

@@ -7,6 +7,8 @@ for the same experiment and run.
 
 from __future__ import annotations
 
+import math
+
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from lute.io.models.base import TaskParameters, input_path, output_path, recorded_output
@@ -39,6 +41,13 @@ class SimulateFramesParameters(TaskParameters):
         low, high = self.peak_intensity
         if not 0 < low <= high:
             raise ValueError("peak_intensity must be (min, max) with 0 < min <= max")
+        # a peak is drawn on a +-4 sigma patch that must fit inside the frame
+        need = 2 * math.ceil(4 * self.peak_sigma) + 8
+        if self.peaks_per_frame and min(self.height, self.width) < need:
+            raise ValueError(
+                f"frames of {self.height}x{self.width} are too small for peak_sigma "
+                f"{self.peak_sigma}: both sides must be at least {need} pixels"
+            )
         return self
 
 

@@ -83,3 +83,23 @@ def test_peak_finder_without_upstream_is_a_config_error(make_config, tmp_path):
     assert outcome.exit_code == 2
     assert "SimulateFrames" in outcome.error
     assert ResultsDB.for_work_dir(tmp_path / "work").runs() == []
+
+
+def test_frames_without_peaks_flow_through(make_config, tmp_path):
+    config = make_config(
+        {
+            "SimulateFrames": {"n_frames": 2, "height": 16, "width": 16, "peaks_per_frame": 0},
+            "FindPeaks": {},
+            "SummarizePeaks": {},
+        }
+    )
+    for name in ("FrameSimulator", "PeakFinder", "PeakSummarizer"):
+        assert _run(config, name).status == "COMPLETED", name
+    finder = ResultsDB.for_work_dir(tmp_path / "work").runs(task="FindPeaks")[0]
+    assert finder.summary["n_peaks"] == 0 and finder.summary["recall"] is None
+
+
+def test_frames_too_small_for_the_peaks_is_a_config_error(make_config):
+    config = make_config({"SimulateFrames": {"height": 16, "width": 64, "peak_sigma": 2}})
+    outcome = _run(config, "FrameSimulator")
+    assert outcome.exit_code == 2 and "too small for peak_sigma" in outcome.error
