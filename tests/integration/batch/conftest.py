@@ -83,7 +83,7 @@ def job_state(job_id: str) -> tuple[str, str]:
     return (state.group(1) if state else "UNKNOWN", code.group(1) if code else "")
 
 
-def wait_for_job(job_id: str, timeout: float = 180) -> tuple[str, str]:
+def wait_for_job(job_id: str, timeout: float = 240) -> tuple[str, str]:
     """Poll (with backoff) until the job reaches a final state, or fail at the timeout."""
     deadline = time.monotonic() + timeout
     delay = 0.2
