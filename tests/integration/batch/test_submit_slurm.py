@@ -15,7 +15,7 @@ import pytest
 from lute.io.db import ResultsDB
 from tests.integration.batch.conftest import log_of, submit, wait_for_job, write_config
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
 
 
 @pytest.fixture
