@@ -1,0 +1,1 @@
+"""The Executor and the channel between it and its Task subprocess."""

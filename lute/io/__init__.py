@@ -1,0 +1,1 @@
+"""Config parsing and substitution, per-Task parameter models, and the results DB."""
