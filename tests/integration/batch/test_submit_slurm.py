@@ -128,3 +128,40 @@ def test_scancel_is_recorded_as_cancelled(slurm, tmp_path, job_env):
     (rec,) = db.runs()
     assert rec.status == "CANCELLED"
     assert "SIGTERM" in rec.error
+
+
+def test_demo_pipeline_with_slurm_dependencies(slurm, tmp_path, job_env):
+    config = write_config(
+        tmp_path / "cfg",
+        {
+            "SimulateFrames": {"n_frames": 4, "height": 64, "width": 64, "peaks_per_frame": 6},
+            "FindPeaks": {},
+            "ComputeFrameStatistics": {},
+            "SummarizePeaks": {},
+        },
+    )
+    common = ["-c", str(config), "-e", "demo", "-r", "9"]
+    sim = submit([*common, "-t", "FrameSimulator"], tmp_path, job_env)
+    after_sim = f"--dependency=afterok:{sim}"
+    finder = submit([*common, "-t", "PeakFinder", after_sim], tmp_path, job_env)
+    stats = submit([*common, "-t", "FrameStatistician", after_sim], tmp_path, job_env)
+    summary = submit(
+        [*common, "-t", "PeakSummarizer", f"--dependency=afterok:{finder}:{stats}"],
+        tmp_path,
+        job_env,
+    )
+    for job in (sim, finder, stats, summary):
+        assert wait_for_job(job)[0] == "COMPLETED", job
+    runs = {r.managed_task: r for r in ResultsDB.for_work_dir(tmp_path / "cfg" / "work").runs()}
+    assert {name: r.status for name, r in runs.items()} == {
+        "FrameSimulator": "COMPLETED",
+        "PeakFinder": "COMPLETED",
+        "FrameStatistician": "COMPLETED",
+        "PeakSummarizer": "COMPLETED",
+    }
+    assert runs["PeakFinder"].params["in_file"] == runs["FrameSimulator"].outputs["frames_file"]
+    assert (
+        runs["PeakSummarizer"].params["stats_file"]
+        == runs["FrameStatistician"].outputs["stats_file"]
+    )
+    assert Path(runs["PeakSummarizer"].outputs["plot_file"]).read_bytes()[:4] == b"\x89PNG"
