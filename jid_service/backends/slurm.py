@@ -468,6 +468,10 @@ class SlurmBackend(Backend):
         except BackendUnavailable as exc:
             log.warning("sacct fallback: %s", exc)
             return {}
+        except BackendError as exc:  # no sacct on this host: stop asking
+            log.warning("sacct fallback disabled: %s", exc)
+            self.fallback = "none"
+            return {}
         if _ACCOUNTING_DISABLED in result.message.lower():
             if mode == "auto":
                 log.info("Slurm accounting is disabled: asking the jobcomp log from now on")

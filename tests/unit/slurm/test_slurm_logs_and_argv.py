@@ -117,3 +117,13 @@ async def test_read_log_without_a_path_finds_the_file_by_job_id(tmp_path):
     chunk = await backend.read_log("412", None, 0, 100)
     assert chunk.text == "hello\n"
     assert (await backend.read_log("999", None, 0, 100)).text == ""
+
+
+async def test_missing_sacct_disables_the_fallback_instead_of_failing_polls(tmp_path, monkeypatch):
+    # a PATH without Slurm's commands: the fallback cannot run, the poll must not fail
+    monkeypatch.setenv("PATH", str(tmp_path))
+    backend = SlurmBackend(tmp_path / "submit_slurm.sh", tmp_path / "logs")
+    assert await backend.forgotten_statuses(["12"]) == {}
+    assert backend.fallback == "none"
+    assert await backend.forgotten_statuses(["12"]) == {}
+    assert backend.calls == {"sacct": 1}
