@@ -234,6 +234,9 @@ class Stack:
                 "JID_STATE_DIR": str(jid_dir),
                 "JID_ALLOWED_CONFIG_ROOTS": json.dumps(self.allowed_config_roots),
                 "JID_LOCAL_MAX_PARALLEL": "4",
+                # local jobs are cheap to poll (an exit-code file each): a short
+                # tick keeps each step's completion from waiting up to a second
+                "JID_POLL_INTERVAL": "0.25",
             }
         )
         env.update(self.extra_env)

@@ -46,6 +46,7 @@ from lute.airflow.client import (
     JIDUnavailableError,
     RetryPolicy,
 )
+from lute.airflow.control_document import step_uuid
 from lute.launch.airflow_api import (
     AirflowAuthError,
     AirflowClient,
@@ -236,11 +237,12 @@ class Output:
         """A launcher message."""
         print(f"{_now()} launch: {message}", file=self.out, flush=True)
 
-    def log_line(self, label: str, line: str) -> None:
+    def log_line(self, label: str, line: str, own_prefix: str | None = None) -> None:
         """One line of a task's log, prefixed with the task name."""
         # the Executor already prefixes its own lines with the managed task name
-        if line.startswith(f"{label}: "):
-            line = line[len(label) + 2 :]
+        prefix = f"{own_prefix or label}: "
+        if line.startswith(prefix):
+            line = line[len(prefix) :]
         print(f"[{label}] {line}", file=self.out, flush=True)
 
 
@@ -263,12 +265,18 @@ class JobView:
 
     doc: dict[str, Any]
     stream: LogStream
+    task_id: str | None = None
 
     @property
-    def task(self) -> str:
+    def name(self) -> str:
         """The managed task the job runs."""
         definition = self.doc.get("def") or {}
         return str(definition.get("name") or self.doc.get("tool_id") or self.doc.get("_id"))
+
+    @property
+    def task(self) -> str:
+        """How the job is labelled: its Airflow task id (with any group), else its name."""
+        return self.task_id or self.name
 
 
 class Follower:
@@ -320,7 +328,7 @@ class Follower:
                 if tid in self.states or state is not None:
                     prev = self.states.get(tid)
                     arrow = f"{prev} -> {state}" if prev is not None else str(state)
-                    self.out.info(f"{short_task_name(tid)}: {arrow}")
+                    self.out.info(f"{tid}: {arrow}")
                     changed = True
                 self.states[tid] = state
         return changed
@@ -344,7 +352,7 @@ class Follower:
             key = str(doc.get("_id"))
             view = self.jobs.get(key)
             if view is None:
-                view = JobView(doc=doc, stream=LogStream(label=""))
+                view = JobView(doc=doc, stream=LogStream(label=""), task_id=self._task_of(key))
                 view.stream.label = view.task
                 self.jobs[key] = view
                 self.out.info(
@@ -358,6 +366,16 @@ class Follower:
             if not view.stream.complete:
                 printed |= self._read_log(view)
         return printed
+
+    def _task_of(self, job_id: str) -> str | None:
+        """The task id whose try submitted job ``job_id`` (the operator's stable ids)."""
+        for tid, ti in self.tis.items():
+            tries = int(ti.get("try_number") or 1)
+            map_index = int(ti.get("map_index", -1) if ti.get("map_index") is not None else -1)
+            for attempt in range(tries, 0, -1):
+                if step_uuid(self.dag_id, self.run_id, tid, attempt, map_index) == job_id:
+                    return tid
+        return None
 
     def _read_log(self, view: JobView, rounds: int = 8) -> bool:
         printed = False
@@ -373,7 +391,7 @@ class Follower:
                 bool(chunk.get("complete")),
             )
             for line in lines:
-                self.out.log_line(view.task, line)
+                self.out.log_line(view.task, line, view.name)
             printed |= bool(lines)
             if view.stream.complete or not chunk.get("text"):
                 return printed
@@ -420,7 +438,7 @@ class Follower:
             time.sleep(0.5)
         for view in self.jobs.values():
             for line in view.stream.flush():
-                self.out.log_line(view.task, line)
+                self.out.log_line(view.task, line, view.name)
         self._xcom_logs_without_job()
 
     def _xcom_logs_without_job(self) -> None:
@@ -428,8 +446,8 @@ class Follower:
         # a JID we cannot read) may still have pushed its log to XCom
         streamed = {v.task for v in self.jobs.values()}
         for tid, ti in self.tis.items():
-            name = short_task_name(tid)
-            if name in streamed or ti.get("state") not in ("success", "failed"):
+            name = tid
+            if tid in streamed or ti.get("state") not in ("success", "failed"):
                 continue
             if ti.get("operator") not in MANAGED_OPERATORS:
                 continue
@@ -451,7 +469,7 @@ class Follower:
                 self.dag_id, self.run_id, tid, int(ti.get("try_number") or 1)
             )
         except AirflowError as exc:
-            self.out.info(f"{short_task_name(tid)}: failed; its Airflow log is unreadable: {exc}")
+            self.out.info(f"{tid}: failed; its Airflow log is unreadable: {exc}")
             return
         for event in events:
             if event.get("level") not in ("error", "critical"):
@@ -459,7 +477,7 @@ class Follower:
             details = event.get("error_detail") or []
             reason = details[0].get("exc_value") if details and isinstance(details[0], dict) else ""
             text = f"{event.get('event')}: {reason}" if reason else str(event.get("event"))
-            self.out.log_line(short_task_name(tid), f"[airflow] {text}")
+            self.out.log_line(tid, f"[airflow] {text}")
 
     def cancel(self, grace: float = 10.0) -> None:
         """Mark the run failed, give the operators ``grace`` s to cancel, then kill leftovers."""
@@ -487,7 +505,7 @@ class Follower:
         self.poll_logs()
         for view in self.jobs.values():
             for line in view.stream.flush():
-                self.out.log_line(view.task, line)
+                self.out.log_line(view.task, line, view.name)
 
     def _active_jobs(self) -> list[JobView]:
         return [v for v in self.jobs.values() if v.doc.get("status") in ACTIVE_JOB_STATUSES]
@@ -502,7 +520,7 @@ class Follower:
             self.tis.values(), key=lambda t: (t.get("start_date") or "~", t["task_id"])
         )
         for ti in ordered:
-            name = short_task_name(ti["task_id"])
+            name = ti["task_id"]
             view = by_task.get(name)
             rows.append(
                 (
