@@ -91,3 +91,21 @@ def test_without_any_token_the_step_fails_with_an_auth_error(tmp_path, jid_proce
     )
     assert outcome["tasks"]["Tester"] == "failed"
     assert "JID refused the token (401)" in outcome["output"]
+
+
+def test_sfx_demo_runs_its_parallel_branch(tmp_path, jid_process) -> None:
+    from tests.unit.airflow.support import write_demo_config
+
+    config = write_demo_config(jid_process.root / "demo_cfg")
+    outcome = run_dag_test(
+        tmp_path, jid_process, "sfx_demo.py", "lute_sfx_demo", run_conf(config)
+    )
+    assert outcome["error"] is None, outcome["output"][-3000:]
+    assert outcome["state"] == "success", outcome["tasks"]
+    assert outcome["tasks"] == {
+        "FrameSimulator": "success",
+        "PeakFinder": "success",
+        "FrameStatistician": "success",
+        "PeakSummarizer": "success",
+    }
+    assert all(outcome["logs"][task] for task in outcome["tasks"])

@@ -34,6 +34,18 @@ def write_test_config(directory: Path, sleep_seconds: float = 2.0) -> Path:
     return path
 
 
+def write_demo_config(directory: Path) -> Path:
+    """A copy of config/demo.yaml with an absolute work dir under ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    work = directory / "work"
+    work.mkdir(exist_ok=True)
+    text = (REPO_ROOT / "config" / "demo.yaml").read_text()
+    text = re.sub(r"(?m)^work_dir:.*$", f'work_dir: "{work}"', text)
+    path = directory / "demo.yaml"
+    path.write_text(text)
+    return path
+
+
 def run_conf(config: Path, **extra: Any) -> dict[str, Any]:
     """The conf launch_airflow.py sends for a run of the test workflow."""
     conf: dict[str, Any] = {
