@@ -34,9 +34,14 @@ trap stop_stack EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if "${STACK[@]}" status >/dev/null 2>&1; then
+status=0
+"${STACK[@]}" status >/dev/null 2>&1 || status=$?
+if [ "$status" = 0 ]; then
     echo "== a dev stack already runs from $STATE: using it (left running)"
 else
+    if [ "$status" = 1 ]; then  # some recorded process died: clear the rest first
+        "${STACK[@]}" down
+    fi
     echo "== starting the dev stack (Airflow 3 + JID)"
     started=1
     "${STACK[@]}" up --airflow-port "$AIRFLOW_PORT" --jid-port "$JID_PORT"
