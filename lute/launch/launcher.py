@@ -717,9 +717,17 @@ def launch(
             for sig in previous:
                 signal.signal(sig, signal.SIG_IGN)
             out.info(f"{signal.Signals(exc.signum).name}: stopping")
-            if triggered:
-                follower.cancel()
+            if not triggered:
+                return EXIT_RUN_FAILED
+            if follower.run_state in TERMINAL_RUN_STATES:
+                # the run had already ended: never turn a success into a failure
                 follower.print_summary()
+                return EXIT_SUCCESS if follower.run_state == "success" else EXIT_RUN_FAILED
+            try:
+                follower.cancel()
+            except (AirflowError, JIDError) as err:
+                out.info(f"cancelling the run failed: {err}")
+            follower.print_summary()
             return EXIT_RUN_FAILED
     finally:
         for sig, old in previous.items():
