@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from lute.launch.devstack import REPO_ROOT, Stack
-from tests.integration.launch.conftest import (
+from tests.integration.launch.support import (
     LAUNCHER,
     airflow_get,
     jid_jobs,

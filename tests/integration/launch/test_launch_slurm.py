@@ -10,7 +10,7 @@ import time
 import pytest
 
 from lute.launch.devstack import REPO_ROOT, Stack
-from tests.integration.launch.conftest import (
+from tests.integration.launch.support import (
     jid_jobs,
     launcher_env,
     run_launcher,
