@@ -14,7 +14,11 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+INSTALL_ROOT = Path(__file__).resolve().parents[2]
+"""The source tree this package belongs to (its ``launch_scripts/`` holds the launcher)."""
 
 LAUNCHER_NAME = "submit_slurm.sh"
 """The launcher the JID accepts in ``def.executable`` (by basename or configured path)."""
@@ -119,14 +123,13 @@ class StepIdentity:
 def executable_for(conf: Mapping[str, Any]) -> str:
     """``def.executable``: LUTE's ``<lute_location>/launch_scripts/submit_slurm.sh``.
 
-    Without ``lute_location`` in the conf the bare launcher name is sent; the
-    JID resolves either to its own configured launcher and never runs the
-    path as given.
+    Without ``lute_location`` in the conf, this install's own launcher path
+    is sent (right when Airflow and the JID share an install, as in the dev
+    stack). The JID accepts only its configured launcher or one under an
+    allowed install location, and always runs its own copy.
     """
-    location = conf.get("lute_location")
-    if location:
-        return f"{str(location).rstrip('/')}/launch_scripts/{LAUNCHER_NAME}"
-    return LAUNCHER_NAME
+    location = conf.get("lute_location") or str(INSTALL_ROOT)
+    return f"{str(location).rstrip('/')}/launch_scripts/{LAUNCHER_NAME}"
 
 
 def build_control_document(

@@ -23,6 +23,7 @@ from lute.airflow.control_document import (
     build_control_document,
     managed_task_name,
 )
+from tests.unit.airflow.support import REPO_ROOT
 
 
 def _lute_sub_overridable_arguments(
@@ -213,11 +214,13 @@ def test_ids_are_stable_per_try_and_differ_between_tries() -> None:
     assert len({first["_id"], first["def_id"], first["def"]["_id"]}) == 3
 
 
-def test_without_lute_location_the_bare_launcher_is_named() -> None:
+def test_without_lute_location_this_install_launcher_is_named() -> None:
     conf = _conf([])
     del conf["lute_location"]
     doc = build_control_document(conf, "Tester", IDENTITY, user="u")
-    assert doc["def"]["executable"] == "submit_slurm.sh"
+    launcher = REPO_ROOT / "launch_scripts" / "submit_slurm.sh"
+    assert doc["def"]["executable"] == str(launcher)
+    assert launcher.is_file()
 
 
 def test_slurm_params_may_be_a_string_or_missing() -> None:
