@@ -282,9 +282,6 @@ class SlurmBackend(Backend):
         self.query_timeout = query_timeout
         self.extra_env = dict(env or {})
         self.retry_after = retry_after
-        # job keys whose submission outcome is unknown (timed out after sbatch
-        # may have reached the controller): look for them before resubmitting
-        self._uncertain_keys: set[str] = set()
         self.calls: dict[str, int] = {}
         """How many processes of each command this backend ran (for metrics and tests)."""
 
@@ -354,25 +351,24 @@ class SlurmBackend(Backend):
         return Rendering(backend=self.name, argv=self.argv(spec))
 
     async def submit(self, spec: SubmitSpec) -> Submitted:
-        """Run the launcher, then ask ``scontrol`` once for the job's log path."""
+        """Run the launcher unless Slurm already lists a job for this key; find its log path.
+
+        The look-up first (one ``squeue --me``) makes a repeated submission of
+        one ``_id`` return the job already queued: a submission whose answer
+        was lost (sbatch timed out against a frozen controller that queued the
+        job when it woke up; a daemon killed between sbatch and recording the
+        id) is not submitted twice, even by a restarted daemon.
+        """
         tag = job_tag(spec.job_key)
-        if spec.job_key in self._uncertain_keys:
-            found = await self._find_tagged(tag)
-            if found is not None:
-                self._uncertain_keys.discard(spec.job_key)
-                log.info("job %s was already submitted as %s; not submitting again", tag, found)
-                return Submitted(tool_id=found, log_path=await self._log_path(found, spec))
+        found = await self._find_tagged(tag)
+        if found is not None:
+            log.info("job %s was already submitted as %s; not submitting again", tag, found)
+            return Submitted(tool_id=found, log_path=await self._log_path(found, spec))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            result = await self._run(self.argv(spec), self.submit_timeout)
-        except BackendUnavailable:
-            self._uncertain_keys.add(spec.job_key)
-            raise
+        result = await self._run(self.argv(spec), self.submit_timeout)
         if result.returncode != 0:
             lowered = result.message.lower()
             if is_unavailable_message(lowered):
-                # "Socket timed out" may come after the controller queued the job
-                self._uncertain_keys.add(spec.job_key)
                 raise self._unavailable(result)
             if any(m in lowered for m in _REJECTED_MARKERS):
                 raise SubmissionRejected(f"sbatch refused the job: {result.message}")
@@ -384,7 +380,6 @@ class SlurmBackend(Backend):
             raise BackendError(
                 f"{self.launcher.name} printed no job id: {result.stdout.strip()[-500:]!r}"
             )
-        self._uncertain_keys.discard(spec.job_key)
         return Submitted(tool_id=job_id, log_path=await self._log_path(job_id, spec))
 
     async def find_submitted(self, job_key: str) -> Submitted | None:

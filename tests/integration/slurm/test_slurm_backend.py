@@ -225,3 +225,16 @@ async def test_find_submitted_by_job_key(backend: SlurmBackend, task_config: Pat
         assert await fresh.find_submitted(f"never-submitted-{time.time_ns()}") is None
     finally:
         scancel_quietly([job.tool_id])
+
+
+async def test_submitting_one_key_twice_gives_one_job(backend: SlurmBackend, task_config: Path):
+    """A repeated submission of one _id (a lost answer, a restarted daemon) is not resubmitted."""
+    wanted = spec(task_config, "Tester", "twice")
+    first = await backend.submit(wanted)
+    try:
+        again = await SlurmBackend(LAUNCHER, backend.log_dir).submit(wanted)
+        assert again.tool_id == first.tool_id
+        tags = [c for c in squeue_comments().values() if c == job_tag(wanted.job_key)]
+        assert len(tags) == 1
+    finally:
+        scancel_quietly([first.tool_id])
