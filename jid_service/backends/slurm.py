@@ -15,6 +15,9 @@ Measured on Slurm 22.05: ``squeue -j a,b`` with several ids lists the known ones
 and ignores the rest (rc 0), but ``squeue -j a`` with one unknown id fails with
 "Invalid job id specified" (rc 1): both mean "not listed" here, no retry needed.
 ``squeue -O exit_code`` prints the raw wait status (768 = exit 3, 15 = signal 15).
+
+Every job carries ``--comment=jid:<_id>``; :meth:`SlurmBackend.submit` looks for
+it before submitting, so one ``_id`` is never queued twice (see ``submit``).
 """
 
 from __future__ import annotations
