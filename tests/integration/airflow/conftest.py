@@ -1,7 +1,9 @@
 """Fixtures of the Airflow-side integration tests: a real JID process and a real Airflow 3.
 
 Both listen on loopback ports of this part's range (33000-33999), keep their
-state in the session's temporary directory, and are stopped by pid at the end.
+state in pytest's temporary directory, and are stopped (by the pid they were
+started with) when the module that uses them is done, so the rest of the
+suite does not carry an idle Airflow.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def jid_process(tmp_path_factory) -> Iterator[JIDProcess]:
     """A real JID process with the local backend on a free loopback port."""
     from jid_service.auth import issue_token
@@ -167,7 +169,7 @@ class AirflowStack:
         return response.json()["value"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def airflow_stack(tmp_path_factory) -> Iterator[AirflowStack]:
     """Airflow 3 (api-server, scheduler, dag-processor, triggerer; SQLite) and a JID."""
     from lute.launch.airflow_api import AirflowClient
