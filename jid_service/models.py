@@ -20,7 +20,7 @@ RUN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 DocId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Experiment = Annotated[str, StringConstraints(pattern=EXPERIMENT_PATTERN)]
 RunNumber = Annotated[str, StringConstraints(pattern=RUN_PATTERN)]
-RunInt = Annotated[int, Field(ge=0, le=10**9)]
+RunInt = Annotated[int, Field(strict=True, ge=0, le=10**9)]
 ShortText = Annotated[str, StringConstraints(max_length=256)]
 
 T = TypeVar("T")
@@ -61,7 +61,7 @@ class ControlDocument(_Strict):
     raw_status: Annotated[str, StringConstraints(max_length=256)] | None = Field(
         default=None, description="the scheduler's own state string"
     )
-    exit_code: int | None = None
+    exit_code: Annotated[int, Field(strict=True)] | None = None
 
 
 class Envelope(BaseModel, Generic[T]):
@@ -84,8 +84,8 @@ class LogRequest(_Strict):
     """An incremental log read."""
 
     job: ControlDocument
-    offset: int = Field(default=0, ge=0, le=2**53)
-    limit: int = Field(default=65536, ge=1, le=4 * 1024 * 1024)
+    offset: int = Field(default=0, strict=True, ge=0, le=2**53)
+    limit: int = Field(default=65536, strict=True, ge=1, le=4 * 1024 * 1024)
 
 
 class LogSlice(BaseModel):
@@ -101,7 +101,7 @@ class WaitRequest(_Strict):
     """Wait until any job's status differs from the one sent, or the timeout."""
 
     jobs: list[ControlDocument] = Field(max_length=1000)
-    timeout: float = Field(default=30.0, ge=0, le=60)
+    timeout: float = Field(default=30.0, strict=True, ge=0, le=60)
 
 
 class RenderedJob(BaseModel):

@@ -34,6 +34,7 @@ _bearer = HTTPBearer(auto_error=False, description="HS256 JWT: sub, experiments,
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
+        400: "the body is not valid JSON",
         401: "missing, invalid or expired token",
         403: "the token does not allow this experiment or user",
         404: "no such job",
@@ -75,7 +76,7 @@ ops = APIRouter(tags=["operations"])
 @router.post(
     "/{experiment}/start_job",
     response_model=Envelope[ControlDocument],
-    responses=_errors(401, 403, 409, 422, 503),
+    responses=_errors(400, 401, 403, 409, 422, 503),
     summary="Submit a managed task (idempotent on _id)",
 )
 async def start_job(
@@ -88,7 +89,7 @@ async def start_job(
 @router.post(
     "/job_statuses",
     response_model=Envelope[list[ControlDocument]],
-    responses=_errors(401, 422, 503),
+    responses=_errors(400, 401, 422, 503),
     summary="Fresh status of many jobs",
 )
 async def job_statuses(
@@ -103,7 +104,7 @@ async def job_statuses(
 @router.post(
     "/{experiment}/job_log_file",
     response_model=Envelope[str],
-    responses=_errors(401, 403, 404, 422, 503),
+    responses=_errors(400, 401, 403, 404, 422, 503),
     summary="The job's whole log",
 )
 async def job_log_file(
@@ -117,7 +118,7 @@ async def job_log_file(
 @router.post(
     "/{experiment}/job_log",
     response_model=Envelope[LogSlice],
-    responses=_errors(401, 403, 404, 422, 503),
+    responses=_errors(400, 401, 403, 404, 422, 503),
     summary="Read the job's log incrementally",
 )
 async def job_log(
@@ -132,7 +133,7 @@ async def job_log(
 @router.post(
     "/{experiment}/kill_job",
     response_model=Envelope[ControlDocument],
-    responses=_errors(401, 403, 404, 409, 422, 503),
+    responses=_errors(400, 401, 403, 404, 409, 422, 503),
     summary="Cancel a job",
 )
 async def kill_job(
@@ -146,7 +147,7 @@ async def kill_job(
 @router.post(
     "/{experiment}/render_job",
     response_model=Envelope[RenderedJob],
-    responses=_errors(401, 403, 422),
+    responses=_errors(400, 401, 403, 422),
     summary="Dry run: the exact submission, nothing submitted or stored",
 )
 async def render_job(
@@ -165,9 +166,11 @@ async def render_job(
 async def list_jobs(
     service: ServiceDep,
     principal: PrincipalDep,
-    arp_root_job_id: Annotated[str | None, Query(max_length=256)] = None,
-    experiment: Annotated[str | None, Query(pattern=EXPERIMENT_PATTERN)] = None,
-    status: JobStatus | None = None,
+    # plain string types in the schema (not "string or null"): a query string
+    # cannot carry a null, and the parameters are simply optional
+    arp_root_job_id: Annotated[str, Query(min_length=1, max_length=256)] = None,  # noqa: RUF013
+    experiment: Annotated[str, Query(pattern=EXPERIMENT_PATTERN)] = None,  # noqa: RUF013
+    status: Annotated[JobStatus, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> Response:
     """Jobs of the experiments the token may see, oldest first."""
@@ -180,7 +183,7 @@ async def list_jobs(
 @router.post(
     "/wait",
     response_model=Envelope[list[ControlDocument]],
-    responses=_errors(401, 422, 503),
+    responses=_errors(400, 401, 422, 503),
     summary="Long-poll until any job's status changes",
 )
 async def wait(req: WaitRequest, service: ServiceDep, principal: PrincipalDep) -> Response:
