@@ -9,9 +9,10 @@ slot while they wait (``jid_deferrable: false``). With 4 worker slots the
 blocking run needs three waves of 20 s; the deferrable run needs one.
 
 Printed: each run's wall time (trigger to end of run), the ratio deferrable /
-blocking (target <= 0.4), and the largest number of worker slots held at once
+blocking (target <= 0.4), the largest number of worker slots held at once
 (task instances in state ``running``, sampled every 0.25 s; deferred task
-instances hold none).
+instances hold none) and the worker slot-seconds used (the integral of that
+count over the run: what the waiting really costs).
 
     .venv/bin/python benchmarks/deferral.py [--seconds 20] [--keep]
 """
@@ -106,10 +107,18 @@ def measure(client: AirflowClient, conf: dict, label: str, timeout: float) -> di
     client.trigger(DAG_ID, run_id, conf)
     max_running = 0
     max_deferred = 0
+    slot_seconds = 0.0
+    last_sample = time.monotonic()
+    running = 0
     while True:
         tis = client.task_instances(DAG_ID, run_id)
+        now = time.monotonic()
+        # Worker slots held between two samples, counted at the earlier sample's level.
+        slot_seconds += running * (now - last_sample)
+        last_sample = now
         states = [ti.get("state") for ti in tis]
-        max_running = max(max_running, states.count("running"))
+        running = states.count("running")
+        max_running = max(max_running, running)
         max_deferred = max(max_deferred, states.count("deferred"))
         state = client.dag_run(DAG_ID, run_id)["state"]
         if state in ("success", "failed"):
@@ -123,6 +132,7 @@ def measure(client: AirflowClient, conf: dict, label: str, timeout: float) -> di
         "state": state,
         "wall_s": round(wall, 1),
         "max_worker_slots_held": max_running,
+        "worker_slot_seconds": round(slot_seconds, 1),
         "max_deferred": max_deferred,
         "task_states": sorted(set(states)),
     }
@@ -181,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             "max_worker_slots_deferrable": deferred["max_worker_slots_held"],
             "max_worker_slots_blocking": blocking["max_worker_slots_held"],
             "max_deferred_at_once": deferred["max_deferred"],
+            "worker_slot_seconds_deferrable": deferred["worker_slot_seconds"],
+            "worker_slot_seconds_blocking": blocking["worker_slot_seconds"],
             "both_succeeded": deferred["state"] == blocking["state"] == "success",
         }
         print(json.dumps(summary))
