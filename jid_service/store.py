@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -38,6 +39,7 @@ ACTIVE_STATUSES = (JobStatus.SUBMITTED.value, JobStatus.RUNNING.value)
 CLAIM_RAW_STATUS = "CLAIMED"
 """``raw_status`` of a row whose submission is in progress (no ``tool_id`` yet)."""
 INTERRUPTED_RAW_STATUS = "SUBMISSION_INTERRUPTED"
+DOCUMENT_CACHE_SIZE = 20_000
 
 
 class _Base(DeclarativeBase):
@@ -69,7 +71,7 @@ class JobRow(_Base):
     )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobRecord:
     """A stored job, detached from the session."""
 
@@ -172,6 +174,9 @@ class JobStore:
         self.engine = make_engine(url)
         _Base.metadata.create_all(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        table = JobRow.__table__
+        self._by_ids = select(table).where(table.c.id.in_(bindparam("ids", expanding=True)))
+        self._documents: dict[tuple[str, float], dict[str, Any]] = {}
 
     def close(self) -> None:
         """Dispose of the connection pool."""
@@ -241,17 +246,36 @@ class JobStore:
             return _record(row) if row else None
 
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
-        """Jobs by ``_id`` (unknown ids are left out)."""
+        """Jobs by ``_id`` (unknown ids are left out).
+
+        The hot path of ``job_statuses``: a cached Core statement, and documents
+        (immutable once stored) parsed once per row version.
+        """
         if not job_ids:
             return {}
         out: dict[str, JobRecord] = {}
         ids = list(dict.fromkeys(job_ids))
-        with self._session() as s:
+        with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                for row in s.scalars(select(JobRow).where(JobRow.id.in_(chunk))):
-                    out[row.id] = _record(row)
+                rows = conn.execute(self._by_ids, {"ids": ids[start:start + 500]})
+                for row in rows:
+                    out[row.id] = self._from_row(row)
         return out
+
+    def _from_row(self, row: Any) -> JobRecord:
+        key = (row.id, row.created_at)
+        document = self._documents.get(key)
+        if document is None:
+            document = json.loads(row.document)
+            if len(self._documents) >= DOCUMENT_CACHE_SIZE:
+                self._documents.clear()  # crude but bounded; refills from the next reads
+            self._documents[key] = document
+        return JobRecord(
+            id=row.id, experiment=row.experiment, arp_root_job_id=row.arp_root_job_id,
+            status=row.status, raw_status=row.raw_status, exit_code=row.exit_code,
+            tool_id=row.tool_id, log_path=row.log_path, user=row.user, document=document,
+            created_at=row.created_at, updated_at=row.updated_at,
+        )
 
     def active(self) -> list[ActiveJob]:
         """Every job that may still change state and has a backend id."""
