@@ -127,3 +127,35 @@ async def test_app_on_postgres(pg_url: str, tmp_path: Path) -> None:
         assert job["run_num"] == 3
         r = await client.get("/healthz")
         assert r.json()["value"]["store_ok"] is True
+
+
+async def test_store_errors_answer_503_and_recover(pg_url: str, tmp_path: Path) -> None:
+    """With the job table gone mid-run, reads answer 503 + Retry-After (never 500), then recover."""
+    settings = JIDSettings(
+        auth_secret=SECRET, db_url=pg_url, state_dir=tmp_path / "state",
+        allowed_config_roots=[tmp_path], poll_interval=0.05,
+    )
+    headers = {"Authorization": f"Bearer {issue_token(SECRET, 'alice', ['exp1'], 600)}"}
+    probe = [{"_id": "x1", "experiment": "exp1", "run_num": 1, "def": {
+        "_id": "d", "name": "n", "executable": "e", "parameters": ""}}]
+    async with running_app(settings) as client:
+        engine = client.app.state.service.store.engine
+        r = await client.post(f"{BASE}/job_statuses", json=probe, headers=headers)
+        assert r.status_code == 200
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE jid_jobs RENAME TO jid_jobs_away"))
+        try:
+            for path, body in ((f"{BASE}/job_statuses", probe),
+                               (f"{BASE}/exp1/job_log_file", probe[0])):
+                r = await client.post(path, json=body, headers=headers)
+                assert r.status_code == 503, r.text
+                assert r.headers["retry-after"]
+                assert r.json() == {"success": False, "value": None,
+                                    "error": "job store unavailable"}
+            r = await client.get(f"{BASE}/jobs", headers=headers)
+            assert r.status_code == 503
+        finally:
+            with engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE jid_jobs_away RENAME TO jid_jobs"))
+        r = await client.post(f"{BASE}/job_statuses", json=probe, headers=headers)
+        assert r.status_code == 200

@@ -1,0 +1,53 @@
+"""The single poller: one backend.statuses() call per tick however many clients ask."""
+
+from __future__ import annotations
+
+import asyncio
+
+from jid_service.store import INTERRUPTED_RAW_STATUS, JobStore
+
+from .conftest import running_app
+from .test_api import BASE, start
+
+
+def _sample(client, name: str, **labels: str) -> float:
+    value = client.app.state.metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+async def test_clients_never_call_the_backend(client, auth, doc) -> None:
+    jobs = [await start(client, doc("Sleeper"), auth) for _ in range(10)]
+    service = client.app.state.service
+    calls_before = _sample(client, "jid_backend_calls_total", operation="statuses", outcome="ok")
+    ticks_before = service.ticks
+
+    async def poll(n: int) -> None:
+        for _ in range(10):
+            if n % 2:
+                r = await client.post(f"{BASE}/job_statuses", json=jobs, headers=auth)
+            else:
+                r = await client.post(f"{BASE}/wait", json={"jobs": jobs, "timeout": 0.05},
+                                      headers=auth)
+            assert r.status_code == 200
+
+    await asyncio.gather(*(poll(n) for n in range(20)))  # 200 status requests
+    calls = _sample(client, "jid_backend_calls_total", operation="statuses",
+                    outcome="ok") - calls_before
+    ticks = service.ticks - ticks_before
+    assert calls <= ticks + 1  # +1: a tick may be between its call and its count
+    assert calls < 200
+    for job in jobs:
+        await client.post(f"{BASE}/exp1/kill_job", json=job, headers=auth)
+
+
+async def test_start_marks_interrupted_submissions_failed(settings, auth) -> None:
+    """A claim left by a daemon that died mid-submission is FAILED, never resubmitted."""
+    store = JobStore(settings.effective_db_url)
+    doc = {"_id": "half-done", "experiment": "exp1", "run_num": "1",
+           "def": {"_id": "d", "name": "Tester"}}
+    assert store.claim(doc, "exp1", "alice")
+    store.close()
+    async with running_app(settings) as client:
+        r = await client.get(f"{BASE}/jobs", headers=auth)
+        (job,) = r.json()["value"]
+        assert (job["status"], job["raw_status"]) == ("FAILED", INTERRUPTED_RAW_STATUS)
