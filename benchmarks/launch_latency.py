@@ -95,6 +95,22 @@ class Api:
             time.sleep(0.5)
         self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
+    def failure(self, dag_id: str, run_id: str) -> str:
+        """The error events of the run's failed task instances."""
+        base = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        lines = []
+        for ti in self.http.get(base).json()["task_instances"]:
+            if ti["state"] != "failed":
+                continue
+            log = self.http.get(f"{base}/{ti['task_id']}/logs/{ti['try_number']}",
+                                params={"full_content": "true"},
+                                headers={"Accept": "application/json"}).json()
+            for event in log.get("content", []):
+                if isinstance(event, dict) and event.get("level") in ("error", "critical"):
+                    detail = (event.get("error_detail") or [{}])[0].get("exc_value", "")
+                    lines.append(f"  {ti['task_id']}: {event.get('event')} {detail}")
+        return "\n".join(lines) or "  (no error events)"
+
     def breakdown(self, dag_id: str, run_id: str) -> str:
         """Each step's time in Airflow (start to end) and the gaps between steps."""
         tis = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()
@@ -124,7 +140,7 @@ class Api:
                 raise SystemExit(f"{dag_id} run {run_id} did not finish in 300 s")
             time.sleep(0.1)
         if run["state"] != "success":
-            raise SystemExit(f"{dag_id} run {run_id} failed")
+            raise SystemExit(f"{dag_id} run {run_id} failed:\n{self.failure(dag_id, run_id)}")
         recorded = (dt.datetime.fromisoformat(run["end_date"])
                     - dt.datetime.fromisoformat(run["queued_at"])).total_seconds()
         self.last_breakdown = self.breakdown(dag_id, run_id)
