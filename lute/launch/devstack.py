@@ -427,9 +427,17 @@ def _up(args: argparse.Namespace) -> int:
     backend = "slurm" if args.slurm else "local"
     if args.slurm:
         script = REPO_ROOT / "launch_scripts" / "dev" / "start_slurm.sh"
-        rc = subprocess.run([str(script)], check=False).returncode
+        if os.geteuid() == 0:
+            rc = subprocess.run([str(script)], check=False).returncode
+        else:
+            # only root can install and start Slurm; an existing cluster will do
+            rc = subprocess.run(["sinfo", "-h"], capture_output=True, check=False).returncode
         if rc != 0:
-            print(f"lute-dev-stack: {script} failed (rc {rc})", file=sys.stderr)
+            print(
+                f"lute-dev-stack: no Slurm cluster ({script} failed or `sinfo` does not "
+                f"answer; run {script} as root)",
+                file=sys.stderr,
+            )
             return 1
     stack = Stack(
         state_dir,
@@ -438,6 +446,9 @@ def _up(args: argparse.Namespace) -> int:
         backend,
         parallelism=args.parallelism,
         timeout=args.timeout,
+        allowed_config_roots=(
+            [str(REPO_ROOT), *map(str, args.allow_config_root)] if args.allow_config_root else None
+        ),
     )
     t0 = time.monotonic()
     try:
@@ -490,14 +501,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--state-dir", help="state directory (default: .dev/ in the repo)")
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start the stack and wait until it is healthy")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    up = sub.add_parser("up", parents=[common], help="start the stack and wait until it is healthy")
     up.add_argument("--slurm", action="store_true", help="JID on the real single-node Slurm")
     up.add_argument("--airflow-port", type=int, default=28080)
     up.add_argument("--jid-port", type=int, default=28000)
     up.add_argument("--parallelism", type=int, default=4)
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health")
-    sub.add_parser("down", help="stop the processes `up` started")
-    sub.add_parser("status", help="show the recorded processes")
+    up.add_argument(
+        "--allow-config-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory the JID accepts task configs under (repeatable; default: the "
+        "repository and /tmp)",
+    )
+    sub.add_parser("down", parents=[common], help="stop the processes `up` started")
+    sub.add_parser("status", parents=[common], help="show the recorded processes")
     return parser
 
 

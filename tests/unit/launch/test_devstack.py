@@ -64,6 +64,9 @@ def test_cli_parses_up_down_status():
     assert p.parse_args(["down"]).command == "down"
     assert p.parse_args(["status"]).command == "status"
     assert p.parse_args(["up"]).airflow_port == 28080
+    assert p.parse_args(["status", "--state-dir", "/y"]).state_dir == "/y"
+    assert p.parse_args(["up", "--allow-config-root", "/a", "--allow-config-root", "/b"]
+                        ).allow_config_root == ["/a", "/b"]
 
 
 def test_status_and_down_with_nothing_recorded(tmp_path, capsys):
