@@ -61,7 +61,12 @@ class AirflowClient:
         self._password = password
         self._token = token
         self.attempts = attempts
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        # a short connect timeout: an unroutable host must fail within ~10 s in all
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+            transport=transport,
+        )
 
     def __repr__(self) -> str:
         return f"AirflowClient({self.base_url!r})"

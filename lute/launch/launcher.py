@@ -646,7 +646,7 @@ def launch(
         jid = JIDClient(
             profile.jid_url,
             token=ctx.authorization,
-            timeout=10.0,
+            timeout=5.0,
             retry=RetryPolicy(attempts=3, budget_seconds=6.0, initial_backoff=0.5),
         )
         try:
