@@ -154,10 +154,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=12.0, help="Sleeper run time")
     parser.add_argument("--airflow-port", type=int, default=34280)
     parser.add_argument("--jid-port", type=int, default=34200)
+    parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (logs, DBs)")
     opts = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lute-bench-") as tmp:
-        root = Path(tmp)
+        root = Path(opts.keep) if opts.keep else Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         defs_dir = root / "defs"
         stack = Stack(root / "stack", opts.airflow_port, opts.jid_port,
                       extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir)})
