@@ -184,6 +184,7 @@ def test_sigterm_cancels_the_running_job(stack, env, tmp_path):
             proc.kill()
             proc.wait()
     out = "".join(lines) + rest
+    print(out)  # shown with -s: who cancelled the job, the operator or the launcher
     assert proc.returncode == 1, out
     assert "marked run" in out
     jobs = jid_jobs(stack, arp_root_job_id=root)
