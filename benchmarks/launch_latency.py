@@ -162,7 +162,8 @@ def main() -> int:
         root.mkdir(parents=True, exist_ok=True)
         defs_dir = root / "defs"
         stack = Stack(root / "stack", opts.airflow_port, opts.jid_port,
-                      extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir)})
+                      extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir)},
+                      wait_for_dags=["lute_bench_chain", "lute_bench_chain_python"])
         t0 = time.monotonic()
         with stack:
             print(f"stack healthy in {time.monotonic() - t0:.1f} s")

@@ -44,7 +44,8 @@ else
     fi
     echo "== starting the dev stack (Airflow 3 + JID)"
     started=1
-    "${STACK[@]}" up --airflow-port "$AIRFLOW_PORT" --jid-port "$JID_PORT"
+    "${STACK[@]}" up --airflow-port "$AIRFLOW_PORT" --jid-port "$JID_PORT" \
+        --wait-dag lute_sfx_demo
 fi
 
 # the demo config's work_dir is ../work_dirs/demo relative to config/

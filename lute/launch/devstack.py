@@ -86,6 +86,7 @@ class Stack:
         parallelism: int = 4,
         dag_refresh_s: int = 5,
         allowed_config_roots: list[str] | None = None,
+        wait_for_dags: list[str] | None = None,
         timeout: float = 180.0,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
@@ -101,6 +102,7 @@ class Stack:
         self.dag_refresh_s = dag_refresh_s
         self.allowed_config_roots = allowed_config_roots or [str(REPO_ROOT), "/tmp"]  # noqa: S108
         self.timeout = timeout
+        self.wait_for_dags = list(wait_for_dags or [])
         self._procs: list[subprocess.Popen[bytes]] = []
 
     # ------------------------------------------------------------------ paths
@@ -295,6 +297,7 @@ class Stack:
                     argv += ["--host", "127.0.0.1", "--port", str(self.airflow_port)]
                 recs.append(self._spawn(comp, argv, env))
             self._wait_healthy(recs, t0)
+            self._wait_dags(recs, t0)
         except BaseException:
             self.stop()
             raise
@@ -375,6 +378,34 @@ class Stack:
                     time.sleep(delay)
                     delay = min(delay * 1.5, 1.0)
 
+    def _wait_dags(self, recs: list[ProcessRecord], t0: float) -> None:
+        # a just-started dag-processor may not have parsed every file yet; a
+        # launch right after `up` would then be told the workflow does not exist
+        if not self.wait_for_dags:
+            return
+        deadline = t0 + self.timeout
+        with httpx.Client(base_url=self.airflow_url, timeout=10.0) as client:
+            tok = client.post(
+                "/auth/token", json={"username": self.username, "password": self.password}
+            )
+            tok.raise_for_status()
+            client.headers["Authorization"] = f"Bearer {tok.json()['access_token']}"
+            missing = list(self.wait_for_dags)
+            while missing:
+                missing = [d for d in missing if client.get(f"/api/v2/dags/{d}").status_code != 200]
+                if not missing:
+                    break
+                self._reap()
+                dead = [r.name for r in recs if not r.is_alive()]
+                if dead or time.monotonic() > deadline:
+                    proc = self.log_dir / "dag-processor.log"
+                    raise StackError(
+                        f"DAGs not parsed: {', '.join(missing)}"
+                        + (f" ({', '.join(dead)} exited)" if dead else "")
+                        + f"; last lines of {proc}:\n{log_tail(proc)}"
+                    )
+                time.sleep(0.5)
+
     def _write_state(self) -> None:
         prof = Profile(
             airflow_url=self.airflow_url,
@@ -449,6 +480,7 @@ def _up(args: argparse.Namespace) -> int:
         allowed_config_roots=(
             [str(REPO_ROOT), *map(str, args.allow_config_root)] if args.allow_config_root else None
         ),
+        wait_for_dags=args.wait_dag,
     )
     t0 = time.monotonic()
     try:
@@ -509,6 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--jid-port", type=int, default=28000)
     up.add_argument("--parallelism", type=int, default=4)
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health")
+    up.add_argument(
+        "--wait-dag",
+        action="append",
+        default=[],
+        metavar="DAG_ID",
+        help="also wait until Airflow has parsed this DAG (repeatable)",
+    )
     up.add_argument(
         "--allow-config-root",
         action="append",

@@ -30,6 +30,7 @@ def stack(tmp_path_factory, defs_dir):
     with Stack(
         tmp_path_factory.mktemp("stack"), airflow_port=34080, jid_port=34000,
         extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir)},
+        wait_for_dags=["lute_test", "lute_test_failure"],
     ) as s:
         yield s
 

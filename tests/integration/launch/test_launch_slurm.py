@@ -37,6 +37,7 @@ def stack(tmp_path_factory, defs_dir):
     with Stack(
         tmp_path_factory.mktemp("slurm_stack"), airflow_port=34180, jid_port=34100,
         backend="slurm", extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir)},
+        wait_for_dags=["lute_test"],
     ) as s:
         yield s
 
