@@ -50,7 +50,9 @@ class ControlDocument(_Strict):
     """ARP's control document: one job of a workflow."""
 
     id: DocId = Field(alias="_id")
-    arp_root_job_id: ShortText | None = None
+    arp_root_job_id: ShortText | Annotated[int, Field(strict=True)] | None = Field(
+        default=None, description="the workflow run this job belongs to (listed by /jobs)"
+    )
     experiment: Experiment
     run_num: RunNumber | RunInt = Field(description="the run; an int or a string like '12'")
     user: ShortText | None = None

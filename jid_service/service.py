@@ -86,9 +86,9 @@ class JobService:
     async def stop(self) -> None:
         """Stop the poller and release the backend and the store."""
         if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+            while not self._poller.done():
+                self._poller.cancel()
+                await asyncio.wait({self._poller}, timeout=1.0)
             self._poller = None
         await self.backend.aclose()
         await asyncio.to_thread(self.store.close)
@@ -131,6 +131,13 @@ class JobService:
             await self._notify()
         return changed
 
+    async def _until_changed(self, generation: int, timeout: float) -> None:
+        """Sleep until a tick changed something after ``generation``, or ``timeout``."""
+        assert self._changed is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: self.generation != generation)
+
     async def _notify(self) -> None:
         assert self._changed is not None
         async with self._changed:
@@ -159,8 +166,12 @@ class JobService:
             await asyncio.sleep(min(MIN_TICK_GAP, self.settings.poll_interval))
             delay = self.settings.poll_interval * (2 ** min(failures, 4))
             delay = min(delay, max(MAX_POLL_BACKOFF, self.settings.poll_interval))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+            # a cancellation that races with the awaited event, and the poller
+            # would then never stop
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudge.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._nudge.wait()
             self._nudge.clear()
 
     def require_fresh(self) -> None:
@@ -236,7 +247,8 @@ class JobService:
         while time.monotonic() < deadline:
             if event is not None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), deadline - time.monotonic())
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        await event.wait()
             else:
                 # claimed by another process sharing the store: look again shortly
                 await asyncio.sleep(0.2)
@@ -284,12 +296,7 @@ class JobService:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or any(d["status"] != sent.get(d["_id"]) for d in fresh):
                 return fresh
-            async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._changed.wait_for(lambda g=generation: self.generation != g),
-                        remaining,
-                    )
+            await self._until_changed(generation, remaining)
 
     async def record_for(self, principal: Principal, experiment: str,
                          doc: ControlDocument) -> JobRecord:
@@ -344,12 +351,7 @@ class JobService:
             remaining = deadline - time.monotonic()
             if current.finished or remaining <= 0:
                 return current.to_document()
-            async with self._changed:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._changed.wait_for(lambda g=generation: self.generation != g),
-                        remaining,
-                    )
+            await self._until_changed(generation, remaining)
 
     async def list_jobs(self, principal: Principal, experiment: str | None,
                         arp_root_job_id: str | None, status: str | None,
@@ -366,13 +368,15 @@ class JobService:
         backend_ok, store_ok, detail = True, True, None
         try:
             async with self.metrics.backend_call("health"):
-                await asyncio.wait_for(self.backend.health(), 10)
+                async with asyncio.timeout(10):
+                    await self.backend.health()
         except (BackendUnavailable, TimeoutError) as err:
             backend_ok, detail = False, f"backend: {err or 'timed out'}"
         except Exception as err:  # a health probe reports, it does not fail
             backend_ok, detail = False, f"backend: {type(err).__name__}: {err}"
         try:
-            await asyncio.wait_for(self._db(self.store.ping), 10)
+            async with asyncio.timeout(10):
+                await self._db(self.store.ping)
         except Exception as err:
             store_ok = False
             detail = (detail + "; " if detail else "") + f"store: {type(err).__name__}"

@@ -129,6 +129,10 @@ class StateUpdate:
     exit_code: int | None
 
 
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def _record(row: JobRow) -> JobRecord:
     return JobRecord(
         id=row.id,
@@ -193,7 +197,7 @@ class JobStore:
         row = JobRow(
             id=document["_id"],
             experiment=experiment,
-            arp_root_job_id=document.get("arp_root_job_id"),
+            arp_root_job_id=_text_or_none(document.get("arp_root_job_id")),
             status=JobStatus.SUBMITTED.value,
             raw_status=CLAIM_RAW_STATUS,
             exit_code=None,

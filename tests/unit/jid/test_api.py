@@ -331,3 +331,10 @@ async def test_kill_queued_job(settings: JIDSettings, auth, doc) -> None:
         assert r.json()["value"]["status"] == "EXITED"
         r = await client.post(f"{BASE}/exp1/kill_job", json=first, headers=auth)
         assert r.json()["value"]["status"] == "EXITED"
+
+
+async def test_integer_root_id_is_accepted_and_listed(client, auth, doc) -> None:
+    job = await start(client, doc(arp_root_job_id=4711), auth)
+    assert job["arp_root_job_id"] == 4711
+    r = await client.get(f"{BASE}/jobs", params={"arp_root_job_id": "4711"}, headers=auth)
+    assert [d["_id"] for d in r.json()["value"]] == [job["_id"]]
