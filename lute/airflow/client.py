@@ -367,6 +367,10 @@ class AsyncJIDClient(_ClientBase):
         """Cancel a job; returns the document (status ``EXITED`` once cancelled)."""
         return await self.request("POST", self._experiment_endpoint(doc, "kill_job"), doc)
 
+    async def render_job(self, doc: ControlDocument) -> dict:
+        """Dry run: the exact submission ``{"backend", "argv", "script"}``; nothing submitted."""
+        return await self.request("POST", self._experiment_endpoint(doc, "render_job"), doc)
+
     async def wait(
         self, docs: Sequence[ControlDocument], timeout: float
     ) -> list[ControlDocument]:

@@ -23,6 +23,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 from airflow.sdk.log import mask_secret
+from airflow.triggers.base import StartTriggerArgs
 
 from lute.airflow.client import JIDClient, JIDError, JIDUnavailableError
 from lute.airflow.control_document import (
@@ -66,6 +67,10 @@ class JIDSlurmOperator(BaseOperator):
     :param jid_conn_id: the ``jid`` connection.
     :param user: ``def.run_as_user``; default the account Airflow runs as.
     :param outage_timeout: how long a JID outage may last before the step fails.
+    :param start_in_triggerer: start the step in the triggerer (Airflow's
+        ``start_from_trigger``): no worker slot until the job has ended. The
+        run's ``jid_deferrable`` key does not apply, and Slurm options are not
+        templated in this mode.
     """
 
     ui_color = "#006699"
@@ -84,6 +89,7 @@ class JIDSlurmOperator(BaseOperator):
         jid_conn_id: str = DEFAULT_CONN_ID,
         user: str | None = None,
         outage_timeout: float = 3600.0,
+        start_in_triggerer: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -99,6 +105,30 @@ class JIDSlurmOperator(BaseOperator):
         self._job: dict[str, Any] | None = None
         self._token: str | None = None
         self._endpoint: JIDEndpoint | None = None
+        if start_in_triggerer:
+            # Airflow 3 then defers the step as soon as it is scheduled: the
+            # trigger builds the document from the run's context and submits it,
+            # and a worker is only needed to settle the outcome.
+            self.start_from_trigger = True
+            self.start_trigger_args = StartTriggerArgs(
+                trigger_cls=f"{JIDJobTrigger.__module__}.{JIDJobTrigger.__qualname__}",
+                trigger_kwargs={
+                    "job": None,
+                    "jid_conn_id": jid_conn_id,
+                    "wait_timeout": min(poke_interval, 60.0),
+                    "outage_timeout": outage_timeout,
+                    "submit": {
+                        "max_cores": max_cores,
+                        "max_nodes": max_nodes,
+                        "require_partition": require_partition,
+                        "custom_slurm_params": custom_slurm_params,
+                        "user": user,
+                    },
+                },
+                next_method="execute_complete",
+                next_kwargs=None,
+                timeout=None,
+            )
 
     @property
     def lute_task_id(self) -> str:
@@ -243,6 +273,9 @@ class JIDSlurmOperator(BaseOperator):
         job = event.get("job") or {}
         self._job = job
         conf = self._conf(context)
+        if event.get("status") == "rendered":
+            self._push_rendering(event.get("rendering") or {}, context)
+            return None
         if event.get("status") != "finished":
             raise AirflowException(
                 f"waiting for {self.lute_task_id} (job {job.get('tool_id')}) failed: "
@@ -277,7 +310,9 @@ class JIDSlurmOperator(BaseOperator):
             rendering = client.render_job(doc)
         except JIDError as exc:
             raise AirflowException(f"JID refused to render {self.lute_task_id}: {exc}") from exc
-        rendering = rendering or {}
+        self._push_rendering(rendering or {}, context)
+
+    def _push_rendering(self, rendering: dict[str, Any], context: Any) -> None:
         parts = [f"dry run of {self.lute_task_id} on backend {rendering.get('backend')}:"]
         if rendering.get("argv"):
             parts.append("argv: " + json.dumps(rendering["argv"]))

@@ -7,21 +7,30 @@ one request per ``wait_timeout``. JID outages (connection errors, 429, 503)
 are waited out with exponential backoff honouring ``Retry-After``, up to
 ``outage_timeout`` seconds in a row.
 
+Given no ``job`` but the operator's options (``submit``), the trigger first
+builds the control document from its task instance's context and submits it
+itself: that is how a step started in the triggerer
+(``JIDSlurmOperator(start_in_triggerer=True)``) runs without ever taking a
+worker slot before its job ends.
+
 Events: ``{"status": "finished", "job": doc}`` once the job is DONE, FAILED
-or EXITED; ``{"status": "error", "message": str, "job": doc}`` if the JID
-refused the request or stayed down too long. The operator's
-``execute_complete`` turns either into the task's outcome.
+or EXITED; ``{"status": "rendered", "rendering": {...}}`` for a dry run
+started in the triggerer; ``{"status": "error", "message": str, "job": doc}``
+if the JID refused the request or stayed down too long. The operator's
+``execute_complete`` turns each into the task's outcome.
 """
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from airflow.sdk.log import mask_secret
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from lute.airflow.client import (
@@ -31,7 +40,11 @@ from lute.airflow.client import (
     JIDUnavailableError,
     RetryPolicy,
 )
-from lute.airflow.control_document import FINISHED_STATUSES
+from lute.airflow.control_document import (
+    FINISHED_STATUSES,
+    StepIdentity,
+    build_control_document,
+)
 from lute.airflow.hook import JIDEndpoint, JIDHook
 
 logger = logging.getLogger(__name__)
@@ -47,7 +60,7 @@ class JIDJobTrigger(BaseTrigger):
 
     def __init__(
         self,
-        job: dict[str, Any],
+        job: dict[str, Any] | None = None,
         jid_conn_id: str = "jid_default",
         base_url: str | None = None,
         base_path: str = "/jid/ws",
@@ -57,9 +70,14 @@ class JIDJobTrigger(BaseTrigger):
         initial_backoff: float = 1.0,
         max_backoff: float = 60.0,
         outage_timeout: float | None = 3600.0,
+        submit: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.job = job
+        # Set when the step starts in the triggerer (no job yet): the operator's
+        # options; the control document is built here from the run's context.
+        self.submit = submit
+        self._current: dict[str, Any] | None = job
         self.jid_conn_id = jid_conn_id
         self.base_url = base_url
         self.base_path = base_path
@@ -87,6 +105,7 @@ class JIDJobTrigger(BaseTrigger):
                 "initial_backoff": self.initial_backoff,
                 "max_backoff": self.max_backoff,
                 "outage_timeout": self.outage_timeout,
+                "submit": self.submit,
             },
         )
 
@@ -95,7 +114,8 @@ class JIDJobTrigger(BaseTrigger):
         classpath, kwargs = self.serialize()
         if kwargs.get("token"):
             kwargs["token"] = _REDACTED
-        kwargs["job"] = {k: self.job.get(k) for k in ("_id", "tool_id", "status")}
+        if self.job:
+            kwargs["job"] = {k: self.job.get(k) for k in ("_id", "tool_id", "status")}
         return self.repr(classpath, kwargs)
 
     async def _endpoint(self) -> JIDEndpoint:
@@ -120,9 +140,72 @@ class JIDJobTrigger(BaseTrigger):
             transport=self.transport,
         )
 
+    def _submission(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The control document and conf of this try, from the task instance's context."""
+        ti = self.task_instance
+        if ti is None or not hasattr(ti, "get_template_context"):
+            raise RuntimeError("started without the task instance's context")
+        context = ti.get_template_context()
+        conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
+        options = self.submit or {}
+        map_index = getattr(ti, "map_index", None)
+        identity = StepIdentity(
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            try_number=int(ti.try_number or 1),
+            map_index=-1 if map_index is None else int(map_index),
+        )
+        doc = build_control_document(
+            conf,
+            ti.task_id,
+            identity,
+            user=options.get("user") or getpass.getuser(),
+            max_cores=options.get("max_cores"),
+            max_nodes=options.get("max_nodes"),
+            require_partition=options.get("require_partition"),
+            custom_slurm_params=options.get("custom_slurm_params") or "",
+        )
+        return doc, conf
+
+    async def _submit(
+        self, client: AsyncJIDClient, doc: dict[str, Any], conf: dict[str, Any]
+    ) -> TriggerEvent | dict[str, Any]:
+        """Submit (or, on a dry run, render) the step; an event ends the trigger early."""
+        client.retry = RetryPolicy(budget_seconds=min(self.outage_timeout or 120.0, 120.0))
+        try:
+            if conf.get("dryrun") in (True, "true", "True", 1, "1"):
+                rendering = await client.render_job(doc)
+                return TriggerEvent({"status": "rendered", "rendering": rendering, "job": doc})
+            job = await client.start_job(doc)
+        except JIDError as exc:
+            return TriggerEvent({"status": "error", "message": str(exc), "job": doc})
+        finally:
+            client.retry = NO_RETRY
+        self.log.info(
+            "submitted %s as job %s (%s), status %s",
+            job.get("def", {}).get("name"), job.get("tool_id"), job.get("_id"),
+            job.get("status"),
+        )
+        return job
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Long-poll the job until it finishes; one event, then return."""
-        job = dict(self.job)
+        """Submit the step if asked to, then long-poll the job until it finishes; one event."""
+        conf: dict[str, Any] = {}
+        job: dict[str, Any] = dict(self.job or {})
+        if not self.job:
+            try:
+                job, conf = self._submission()
+            except Exception as exc:
+                yield TriggerEvent(
+                    {"status": "error", "message": f"cannot build the job: {exc}", "job": {}}
+                )
+                return
+            if conf.get("Authorization"):
+                # ARP compatibility, as in the operator; masked like a password.
+                self.token = str(conf["Authorization"])
+                mask_secret(self.token)
+            self._current = job
         try:
             client = await self.make_client()
         except Exception as exc:
@@ -130,6 +213,13 @@ class JIDJobTrigger(BaseTrigger):
                 {"status": "error", "message": f"cannot set up the JID client: {exc}", "job": job}
             )
             return
+        if not self.job:
+            submitted = await self._submit(client, job, conf)
+            if isinstance(submitted, TriggerEvent):
+                await client.aclose()
+                yield submitted
+                return
+            job = self._current = submitted
         backoff = self.initial_backoff
         outage_started: float | None = None
         try:
@@ -172,7 +262,7 @@ class JIDJobTrigger(BaseTrigger):
                         job.get("status"),
                         fresh[0].get("status"),
                     )
-                job = fresh[0]
+                job = self._current = fresh[0]
             yield TriggerEvent({"status": "finished", "job": job})
         finally:
             await client.aclose()
@@ -180,9 +270,12 @@ class JIDJobTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """The user marked the deferred task failed or cleared it: cancel the job."""
         # Bounded: Airflow gives on_kill a limited time (triggerer.on_kill_timeout).
+        job = self._current
+        if not job:
+            return
         client = await self.make_client(RetryPolicy(attempts=4, budget_seconds=20.0))
         try:
-            done = await client.kill_job(self.job)
-            self.log.info("cancelled job %s: %s", self.job.get("tool_id"), done.get("status"))
+            done = await client.kill_job(job)
+            self.log.info("cancelled job %s: %s", job.get("tool_id"), done.get("status"))
         finally:
             await client.aclose()

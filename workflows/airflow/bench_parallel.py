@@ -4,6 +4,9 @@ Each step sits in its own task group so the task ids are unique
 (``s01.Sleeper`` ...); the operator strips the group and runs ``Sleeper``.
 The run's conf key ``jid_deferrable`` (true/false) chooses whether the steps
 wait in the triggerer or hold a worker slot, so both modes share one DAG.
+``lute_bench_parallel_triggerer`` is the same with every step started in the
+triggerer (submission included), so no step takes a worker slot before its
+job has ended.
 """
 
 from __future__ import annotations
@@ -18,16 +21,31 @@ from lute.airflow.operator import JIDSlurmOperator
 dag_id = f"lute_{Path(__file__).stem}"
 PARALLEL_STEPS = 12
 
+_COMMON = {
+    "schedule": None,
+    "start_date": datetime(2024, 1, 1),
+    "catchup": False,
+    "max_active_runs": 4,
+    "max_active_tasks": PARALLEL_STEPS,
+    "tags": ["lute", "benchmark"],
+}
+
 with DAG(
     dag_id=dag_id,
     description="12 parallel Sleeper steps: deferrable against blocking waits",
-    schedule=None,
-    start_date=datetime(2024, 1, 1),
-    catchup=False,
-    max_active_runs=4,
-    max_active_tasks=PARALLEL_STEPS,
-    tags=["lute", "benchmark"],
+    **_COMMON,
 ) as dag:
     for index in range(1, PARALLEL_STEPS + 1):
         with TaskGroup(group_id=f"s{index:02d}"):
             JIDSlurmOperator(task_id="Sleeper", max_cores=1, poke_interval=30.0)
+
+with DAG(
+    dag_id=f"{dag_id}_triggerer",
+    description="12 parallel Sleeper steps started in the triggerer",
+    **_COMMON,
+) as dag_triggerer:
+    for index in range(1, PARALLEL_STEPS + 1):
+        with TaskGroup(group_id=f"s{index:02d}"):
+            JIDSlurmOperator(
+                task_id="Sleeper", max_cores=1, poke_interval=30.0, start_in_triggerer=True
+            )

@@ -197,3 +197,37 @@ def test_two_dynamic_workflows_launched_at_once_both_run(airflow_stack) -> None:
     )
     # The step's own slurm_params replaced the run's Slurm arguments.
     assert second_tester["def"]["parameters"].endswith("--ntasks=1")
+
+
+def test_steps_started_in_the_triggerer_submit_there(airflow_stack) -> None:
+    client = airflow_stack.client
+    dag_id = "lute_bench_parallel_triggerer"
+    conf = run_conf(airflow_stack.config)
+    run_id = _trigger(client, dag_id, conf)
+    state, seen = _follow(client, dag_id, run_id)
+    assert state == "success", seen
+    assert sorted(seen) == [f"s{i:02d}.Sleeper" for i in range(1, 13)]
+    logs = airflow_stack.stack.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    for task_id in seen:
+        task_dir = logs / f"task_id={task_id}"
+        worker_log = (task_dir / "attempt=1.log").read_text()
+        trigger_log = "".join(p.read_text() for p in task_dir.glob("attempt=1.log.trigger.*"))
+        # The trigger submitted the job; the worker only ran execute_complete.
+        assert "submitted Sleeper as job" in trigger_log
+        assert "submitted Sleeper" not in worker_log
+        assert "Pausing task as DEFERRED" not in worker_log
+        assert client.xcom(dag_id, run_id, task_id, "log")
+    jobs = airflow_stack.jid_jobs(conf["ARP_ROOT_JOB_ID"])
+    assert len(jobs) == 12
+    assert {j["status"] for j in jobs} == {"DONE"}
+    # Each try's _id is the one the worker path would have used.
+    from lute.airflow.control_document import step_uuid
+
+    assert {j["_id"] for j in jobs} == {step_uuid(dag_id, run_id, t, 1) for t in seen}
+
+    dry = run_conf(airflow_stack.config, dryrun=True)
+    dry_run_id = _trigger(client, dag_id, dry)
+    state, seen = _follow(client, dag_id, dry_run_id)
+    assert state == "success"
+    assert "dry run of Sleeper" in client.xcom(dag_id, dry_run_id, "s01.Sleeper", "log")
+    assert airflow_stack.jid_jobs(dry["ARP_ROOT_JOB_ID"]) == []

@@ -92,6 +92,8 @@ def test_benchmark_dags(parsed) -> None:
     parallel = parsed["bench_parallel.py"]["dags"]["lute_bench_parallel"]
     assert sorted(parallel) == [f"s{i:02d}.Sleeper" for i in range(1, 13)]
     assert all(downstream == [] for downstream in parallel.values())
+    in_triggerer = parsed["bench_parallel.py"]["dags"]["lute_bench_parallel_triggerer"]
+    assert in_triggerer == parallel
     chain = parsed["bench_chain.py"]["dags"]
     assert chain["lute_bench_chain"] == {
         "step1.Sleeper": ["step2.Sleeper"],

@@ -145,3 +145,59 @@ async def test_serializes_round_trip_and_hides_token() -> None:
     again = JIDJobTrigger(**kwargs)
     assert again.serialize() == (classpath, kwargs)
     assert "s3cret-token" not in repr(trigger)
+
+
+class _RunContext:
+    """What the triggerer gives a trigger started from a task: a task instance with context."""
+
+    def __init__(self, conf: dict, task_id: str) -> None:
+        self.dag_id, self.run_id, self.task_id = "lute_unit", f"start-{task_id}", task_id
+        self.try_number, self.map_index = 1, -1
+        self.conf = conf
+
+    def get_template_context(self) -> dict:
+        return {"dag_run": type("DagRun", (), {"conf": self.conf})()}
+
+
+async def test_started_in_the_triggerer_it_submits_then_waits(tmp_path) -> None:
+    async with in_process_jid(tmp_path, sleep_seconds=0.5) as jid:
+        trigger = _trigger_class(jid.asgi)(
+            submit={"max_cores": 1, "user": "tester"}, base_url=BASE, token=jid.token,
+            wait_timeout=5.0,
+        )
+        context = _RunContext(run_conf(jid.config), "s01.Sleeper")
+        trigger._task_instance = context
+        events = await _events(trigger)
+        again = await _events(trigger)
+    assert events[0]["status"] == "finished"
+    job = events[0]["job"]
+    assert job["status"] == "DONE"
+    assert job["def"]["parameters"].startswith("--taskname Sleeper --config ")
+    assert job["_id"] == StepIdentity("lute_unit", "start-s01.Sleeper", "s01.Sleeper", 1).uuid(
+        "job"
+    )
+    # Running the same try again finds the same job instead of submitting a second one.
+    assert again[0]["job"]["tool_id"] == job["tool_id"]
+
+
+async def test_started_in_the_triggerer_a_dry_run_renders_only(tmp_path) -> None:
+    async with in_process_jid(tmp_path) as jid:
+        trigger = _trigger_class(jid.asgi)(
+            submit={"user": "tester"}, base_url=BASE, token=jid.token
+        )
+        trigger._task_instance = _RunContext(run_conf(jid.config, dryrun=True), "Tester")
+        events = await _events(trigger)
+        async with AsyncJIDClient(
+            BASE, token=jid.token, transport=httpx.ASGITransport(app=jid.app)
+        ) as client:
+            listed = await client.request("GET", "jobs", None)
+    assert events[0]["status"] == "rendered", events[0]
+    assert "Tester" in " ".join(events[0]["rendering"]["argv"])
+    assert listed == []
+
+
+async def test_started_in_the_triggerer_without_context_is_an_error_event() -> None:
+    trigger = JIDJobTrigger(submit={}, base_url=BASE, token="t")
+    events = await _events(trigger)
+    assert events[0]["status"] == "error"
+    assert "context" in events[0]["message"]
