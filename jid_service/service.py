@@ -38,6 +38,10 @@ R = TypeVar("R")
 MIN_TICK_GAP = 0.1
 CLAIM_WAIT_SECONDS = 120.0
 MAX_POLL_BACKOFF = 15.0
+MAX_WAITERS = 1000
+"""Concurrent ``/wait`` long-polls; beyond this the JID answers 503 (overload)."""
+HEALTH_CACHE_SECONDS = 2.0
+"""``/healthz`` needs no token: while healthy, probe at most this often, whoever asks."""
 OUTPUT_FIELDS = ("status", "tool_id", "raw_status", "exit_code")
 
 
@@ -72,12 +76,16 @@ class JobService:
         self._nudge: asyncio.Event | None = None
         self._claims: dict[str, asyncio.Event] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._waiters = 0
+        self._health: tuple[float, tuple[bool, bool, str | None]] | None = None
+        self._health_lock: asyncio.Lock | None = None
 
     # ------------------------------------------------------------ lifecycle ---
     async def start(self) -> None:
         """Recover from a previous run and start the poller."""
         self._changed = asyncio.Condition()
         self._nudge = asyncio.Event()
+        self._health_lock = asyncio.Lock()
         failed = await self._db(self.store.fail_interrupted_claims)
         if failed:
             log.warning("%d submission(s) interrupted by a previous stop marked FAILED", failed)
@@ -287,6 +295,16 @@ class JobService:
                    timeout: float) -> list[dict[str, Any]]:
         """Return as soon as any job's status differs from the one sent, or at ``timeout``."""
         assert self._changed is not None
+        if self._waiters >= MAX_WAITERS:
+            raise ApiError(503, "too many concurrent waits; retry", {"Retry-After": "5"})
+        self._waiters += 1
+        try:
+            return await self._wait(principal, docs, timeout)
+        finally:
+            self._waiters -= 1
+
+    async def _wait(self, principal: Principal, docs: list[ControlDocument],
+                    timeout: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         sent = {doc.id: (doc.status.value if isinstance(doc.status, JobStatus) else doc.status)
                 for doc in docs}
@@ -364,7 +382,18 @@ class JobService:
         return [r.to_document() for r in records]
 
     async def health(self) -> tuple[bool, bool, str | None]:
-        """(backend ok, store ok, detail)."""
+        """(backend ok, store ok, detail), probed at most every HEALTH_CACHE_SECONDS."""
+        assert self._health_lock is not None
+        async with self._health_lock:
+            cached = self._health
+            if cached is not None and time.monotonic() - cached[0] < HEALTH_CACHE_SECONDS:
+                return cached[1]
+            result = await self._probe_health()
+            # only a good answer is reused: a recovery shows at the next probe
+            self._health = (time.monotonic(), result) if result[0] and result[1] else None
+            return result
+
+    async def _probe_health(self) -> tuple[bool, bool, str | None]:
         backend_ok, store_ok, detail = True, True, None
         try:
             async with self.metrics.backend_call("health"):
