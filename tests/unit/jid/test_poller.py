@@ -51,3 +51,17 @@ async def test_start_marks_interrupted_submissions_failed(settings, auth) -> Non
         r = await client.get(f"{BASE}/jobs", headers=auth)
         (job,) = r.json()["value"]
         assert (job["status"], job["raw_status"]) == ("FAILED", INTERRUPTED_RAW_STATUS)
+
+
+async def test_too_many_waiters_get_503(client, auth, doc, monkeypatch) -> None:
+    import jid_service.service as service_module
+
+    monkeypatch.setattr(service_module, "MAX_WAITERS", 2)
+    # a job the JID does not know is echoed unchanged: each wait lasts its timeout
+    body = {"jobs": [doc(status="RUNNING")], "timeout": 1.0}
+    answers = await asyncio.gather(*(client.post(f"{BASE}/wait", json=body, headers=auth)
+                                     for _ in range(4)))
+    assert sorted(a.status_code for a in answers) == [200, 200, 503, 503]
+    refused = next(a for a in answers if a.status_code == 503)
+    assert refused.headers["retry-after"] == "5"
+    assert refused.json()["error"] == "too many concurrent waits; retry"
