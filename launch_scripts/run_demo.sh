@@ -19,7 +19,17 @@ AIRFLOW_PORT=${LUTE_DEMO_AIRFLOW_PORT:-28080}
 JID_PORT=${LUTE_DEMO_JID_PORT:-28000}
 
 echo "== set-up (.venv)"
-launch_scripts/dev/bootstrap.sh airflow
+# an install with the airflow extra that is newer than pyproject.toml will do
+# (e.g. the full one .ci/run makes); otherwise bootstrap it
+installed=0
+for stamp in .venv/.lute-installed-*airflow*; do
+    if [ -e "$stamp" ] && [ ! pyproject.toml -nt "$stamp" ]; then installed=1; fi
+done
+if [ "$installed" = 1 ] && [ -x .venv/bin/lute-dev-stack ]; then
+    echo "   .venv is installed and up to date"
+else
+    launch_scripts/dev/bootstrap.sh airflow
+fi
 PY=$ROOT/.venv/bin/python
 STACK=("$ROOT/.venv/bin/lute-dev-stack" --state-dir "$STATE")
 
