@@ -56,7 +56,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _require_secret(settings)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
+    from jid_service.backends import create_backend
+    from jid_service.backends.base import BackendError
+
+    try:
+        backend = create_backend(settings)
+    except (BackendError, ValueError, OSError) as err:
+        message = f"jid-service: cannot set up the {settings.backend} backend: {err}"
+        raise SystemExit(message) from None
+    app = create_app(settings, backend=backend)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 access_log=args.access_log, timeout_graceful_shutdown=5)
     return 0
