@@ -23,6 +23,7 @@ from jid_service.backends.base import (
     BackendUnavailable,
     JobStatus,
     SubmissionRejected,
+    SubmitSpec,
 )
 from jid_service.errors import ApiError
 from jid_service.metrics import Metrics
@@ -202,12 +203,18 @@ class JobService:
                         doc: ControlDocument) -> dict[str, Any]:
         """Submit ``doc`` once: a repeated ``_id`` returns the stored job."""
         self.check_caller(principal, experiment, doc)
-        spec = submit_spec(doc, experiment, principal.user, self.settings)
-        stored = stored_document(doc)
+        if doc.experiment != experiment:
+            raise ApiError(422, f"experiment: document says {doc.experiment!r} "
+                                f"but the path says {experiment!r}")
+        spec: SubmitSpec | None = None
         for _attempt in range(3):
             existing = await self._db(self.store.get, doc.id)
             if existing is None:
-                if await self._db(self.store.claim, stored, doc.experiment, spec.user):
+                # validate only what is new: a retry of a stored job gets that job
+                # back even if, say, its config file has gone since
+                spec = spec or submit_spec(doc, experiment, principal.user, self.settings)
+                if await self._db(self.store.claim, stored_document(doc), doc.experiment,
+                                  spec.user):
                     return await self._submit_claimed(doc.id, spec)
                 existing = await self._db(self.store.get, doc.id)
                 if existing is None:
@@ -222,7 +229,7 @@ class JobService:
         raise ApiError(503, "concurrent submissions of this _id keep failing; retry",
                        {"Retry-After": "5"})
 
-    async def _submit_claimed(self, job_id: str, spec: Any) -> dict[str, Any]:
+    async def _submit_claimed(self, job_id: str, spec: SubmitSpec) -> dict[str, Any]:
         event = self._claims.setdefault(job_id, asyncio.Event())
         try:
             try:

@@ -338,3 +338,30 @@ async def test_integer_root_id_is_accepted_and_listed(client, auth, doc) -> None
     assert job["arp_root_job_id"] == 4711
     r = await client.get(f"{BASE}/jobs", params={"arp_root_job_id": "4711"}, headers=auth)
     assert [d["_id"] for d in r.json()["value"]] == [job["_id"]]
+
+
+async def test_retry_of_a_stored_job_needs_no_revalidation(client, auth, doc, config_root) -> None:
+    """ARP retries start_job: the stored job comes back even if its config has gone since."""
+    extra = config_root / "extra.yaml"
+    extra.write_text("title: t\n")
+    control = doc(params=f"--taskname Tester --config {extra}")
+    first = await start(client, control, auth)
+    extra.unlink()
+    again = await start(client, control, auth)
+    assert again["tool_id"] == first["tool_id"]
+    fresh = dict(control, _id="another-id")
+    r = await client.post(f"{BASE}/exp1/start_job", json=fresh, headers=auth)
+    assert r.status_code == 422 and "does not exist" in r.json()["error"]
+    # the token rules still apply to a retry
+    r = await client.post(f"{BASE}/exp1/start_job", json=control,
+                          headers={"Authorization": "Bearer x"})
+    assert r.status_code == 401
+
+
+async def test_path_and_document_experiment_must_match(client, token, doc) -> None:
+    headers = {"Authorization": f"Bearer {token(experiments=['exp1', 'exp2'])}"}
+    control = await start(client, doc(), headers)
+    for endpoint in ("start_job", "render_job", "kill_job", "job_log_file"):
+        r = await client.post(f"{BASE}/exp2/{endpoint}", json=control, headers=headers)
+        assert r.status_code == 422, (endpoint, r.text)
+        assert "path says 'exp2'" in r.json()["error"]
