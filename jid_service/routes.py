@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from jid_service.auth import Principal, principal_from_header
 from jid_service.backends.base import JobStatus
+from jid_service.errors import ApiError
 from jid_service.models import (
     EXPERIMENT_PATTERN,
     ControlDocument,
@@ -70,6 +71,7 @@ PrincipalDep = Annotated[Principal, Depends(_principal)]
 ExperimentPath = Annotated[str, Path(pattern=EXPERIMENT_PATTERN, description="experiment name")]
 
 router = APIRouter(prefix=BASE_PATH, tags=["jobs"])
+_JOBS_QUERY = frozenset({"arp_root_job_id", "experiment", "status", "limit"})
 ops = APIRouter(tags=["operations"])
 
 
@@ -164,6 +166,7 @@ async def render_job(
     summary="List stored jobs (e.g. one workflow's, by arp_root_job_id)",
 )
 async def list_jobs(
+    request: Request,
     service: ServiceDep,
     principal: PrincipalDep,
     # plain string types in the schema (not "string or null"): a query string
@@ -174,6 +177,9 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> Response:
     """Jobs of the experiments the token may see, oldest first."""
+    unknown = sorted(set(request.query_params) - _JOBS_QUERY)
+    if unknown:  # strict like the bodies: a misspelt filter must not list everything
+        raise ApiError(422, f"unknown query parameter(s): {', '.join(map(repr, unknown))}")
     value = await service.list_jobs(
         principal, experiment, arp_root_job_id, status.value if status else None, limit
     )

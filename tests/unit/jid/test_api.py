@@ -365,3 +365,9 @@ async def test_path_and_document_experiment_must_match(client, token, doc) -> No
         r = await client.post(f"{BASE}/exp2/{endpoint}", json=control, headers=headers)
         assert r.status_code == 422, (endpoint, r.text)
         assert "path says 'exp2'" in r.json()["error"]
+
+
+async def test_list_jobs_refuses_unknown_filters(client, auth) -> None:
+    r = await client.get(f"{BASE}/jobs", params={"experimnet": "exp1"}, headers=auth)
+    assert r.status_code == 422
+    assert "'experimnet'" in r.json()["error"]
