@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from jid_service.auth import Principal
@@ -41,6 +41,11 @@ CLAIM_WAIT_SECONDS = 120.0
 MAX_POLL_BACKOFF = 15.0
 MAX_WAITERS = 1000
 """Concurrent ``/wait`` long-polls; beyond this the JID answers 503 (overload)."""
+BACKEND_TIMEOUT = 120.0
+"""Bound of one backend call (backends have tighter timeouts of their own)."""
+SUBMIT_TIMEOUT = 300.0
+MAX_LOG_CHUNKS = 64
+"""``job_log_file`` reads at most this many ``log_max_bytes`` chunks to reach the end."""
 HEALTH_CACHE_SECONDS = 2.0
 """``/healthz`` needs no token: while healthy, probe at most this often, whoever asks."""
 OUTPUT_FIELDS = ("status", "tool_id", "raw_status", "exit_code")
@@ -117,14 +122,13 @@ class JobService:
 
         Returns how many jobs changed.
         """
-        async with self.metrics.backend_call("tick"):
-            await self.backend.tick()
+        await self._backend("tick", self.backend.tick())
         active = await self._db(self.store.active)
         self.metrics.active_jobs.set(len(active))
         if not active:
             return 0
-        async with self.metrics.backend_call("statuses"):
-            states = await self.backend.statuses([job.tool_id for job in active])
+        states = await self._backend("statuses",
+                                     self.backend.statuses([job.tool_id for job in active]))
         updates = []
         for job in active:
             state = states.get(job.tool_id)
@@ -139,6 +143,18 @@ class JobService:
         if changed:
             await self._notify()
         return changed
+
+    async def _backend(self, operation: str, call: Awaitable[R],
+                       timeout: float = BACKEND_TIMEOUT) -> R:
+        """Await one backend call, counted and timed; a hung call counts as unavailable."""
+        async with self.metrics.backend_call(operation):
+            try:
+                async with asyncio.timeout(timeout):
+                    return await call
+            except TimeoutError:
+                raise BackendUnavailable(
+                    f"backend {operation} took longer than {timeout:g} s", retry_after=10
+                ) from None
 
     async def _until_changed(self, generation: int, timeout: float) -> None:
         """Sleep until a tick changed something after ``generation``, or ``timeout``."""
@@ -233,8 +249,8 @@ class JobService:
         event = self._claims.setdefault(job_id, asyncio.Event())
         try:
             try:
-                async with self.metrics.backend_call("submit"):
-                    submitted = await self.backend.submit(spec)
+                submitted = await self._backend("submit", self.backend.submit(spec),
+                                                SUBMIT_TIMEOUT)
             except BackendUnavailable as err:
                 await self._db(self.store.drop_claim, job_id)
                 raise ApiError(503, f"backend unavailable: {err}",
@@ -340,8 +356,9 @@ class JobService:
         if record.tool_id is None:
             return LogSlice(text="", offset=offset, next_offset=offset, complete=False)
         finished = record.finished
-        async with self.metrics.backend_call("read_log"):
-            chunk = await self.backend.read_log(record.tool_id, record.log_path, offset, limit)
+        chunk = await self._backend(
+            "read_log", self.backend.read_log(record.tool_id, record.log_path, offset, limit)
+        )
         read = chunk.next_offset - chunk.offset
         # a chunk is short only at the end of the file (up to 3 bytes of a cut
         # UTF-8 character may be held back for the next read)
@@ -350,13 +367,29 @@ class JobService:
                         complete=complete)
 
     async def whole_log(self, record: JobRecord) -> str:
-        """The job's log text (at most ``log_max_bytes``)."""
+        """The job's log text; of a log above ``log_max_bytes``, its end (where errors are)."""
         if record.tool_id is None:
             return ""
-        async with self.metrics.backend_call("read_log"):
-            chunk = await self.backend.read_log(record.tool_id, record.log_path, 0,
-                                                self.settings.log_max_bytes)
-        return chunk.text
+        limit = self.settings.log_max_bytes
+        offset, previous, text = 0, "", ""
+        for _ in range(MAX_LOG_CHUNKS):
+            chunk = await self._backend(
+                "read_log", self.backend.read_log(record.tool_id, record.log_path, offset, limit)
+            )
+            read = chunk.next_offset - chunk.offset
+            previous, text = text, chunk.text
+            offset = chunk.next_offset
+            if read < limit - 3:  # short: the end of the file
+                break
+        if offset <= limit:
+            return previous + text
+        data = (previous + text).encode()[-limit:]
+        start = 0
+        while start < len(data) and data[start] & 0xC0 == 0x80:  # inside a UTF-8 character
+            start += 1
+        tail = data[start:]
+        omitted = offset - len(tail)
+        return f"[... the first {omitted} bytes of the log omitted ...]\n{tail.decode()}"
 
     async def kill(self, record: JobRecord) -> dict[str, Any]:
         """Cancel the job and wait (bounded) until the poller sees it ended."""
@@ -364,8 +397,7 @@ class JobService:
             return record.to_document()
         if record.tool_id is None:
             raise ApiError(409, "the job is still being submitted; retry", {"Retry-After": "2"})
-        async with self.metrics.backend_call("cancel"):
-            await self.backend.cancel(record.tool_id)
+        await self._backend("cancel", self.backend.cancel(record.tool_id))
         assert self._changed is not None
         deadline = time.monotonic() + self.settings.kill_wait_seconds
         while True:

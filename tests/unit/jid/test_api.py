@@ -371,3 +371,20 @@ async def test_list_jobs_refuses_unknown_filters(client, auth) -> None:
     r = await client.get(f"{BASE}/jobs", params={"experimnet": "exp1"}, headers=auth)
     assert r.status_code == 422
     assert "'experimnet'" in r.json()["error"]
+
+
+async def test_job_log_file_of_a_long_log_is_its_end(settings, auth, doc) -> None:
+    small = settings.model_copy(update={"log_max_bytes": 1024})
+    async with running_app(small) as client:
+        job = await wait_final(client, await start(client, doc(), auth), auth)
+        record = client.app.state.service.store.get(job["_id"])
+        with open(record.log_path, "a") as fh:
+            fh.write("".join(f"line {i:05d} ✓\n" for i in range(400)) + "Task failed: FINAL\n")
+        text = (await client.post(f"{BASE}/exp1/job_log_file", json=job,
+                                  headers=auth)).json()["value"]
+        size = Path(record.log_path).stat().st_size
+        assert text.startswith("[... the first ") and "bytes of the log omitted" in text
+        assert text.endswith("line 00399 ✓\nTask failed: FINAL\n")
+        assert "fake task Tester" not in text  # the head was dropped
+        kept = text.split("\n", 1)[1]
+        assert len(kept.encode()) <= 1024 < size
