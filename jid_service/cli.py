@@ -90,7 +90,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     settings = _settings(args.settings)
     store = JobStore(settings.effective_db_url)
     try:
-        records = store.query(None, args.experiment, args.root_id, args.status, args.limit)
+        records = store.query(None, args.experiment, args.root_id, args.status, args.limit,
+                              newest=True)
     finally:
         store.close()
     table = Table(title=f"{len(records)} job(s)")
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--experiment")
     jobs.add_argument("--status", choices=[s.value for s in JobStatus])
     jobs.add_argument("--root-id", help="arp_root_job_id of a workflow run")
-    jobs.add_argument("--limit", type=int, default=1000)
+    jobs.add_argument("--limit", type=int, default=200, help="show the newest N (default 200)")
     jobs.add_argument("--width", type=int, default=None, help="table width (default: terminal)")
     settings_arg(jobs)
     jobs.set_defaults(func=cmd_jobs)

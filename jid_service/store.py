@@ -314,8 +314,12 @@ class JobStore:
         arp_root_job_id: str | None = None,
         status: str | None = None,
         limit: int = 1000,
+        newest: bool = False,
     ) -> list[JobRecord]:
-        """Jobs matching the filters, oldest first; ``experiments`` None means all."""
+        """Jobs matching the filters, oldest first; ``experiments`` None means all.
+
+        ``newest``: the ``limit`` most recent matches (still listed oldest first).
+        """
         stmt = select(JobRow)
         if experiments is not None:
             if not experiments:
@@ -327,9 +331,13 @@ class JobStore:
             stmt = stmt.where(JobRow.arp_root_job_id == arp_root_job_id)
         if status is not None:
             stmt = stmt.where(JobRow.status == status)
-        stmt = stmt.order_by(JobRow.created_at, JobRow.id).limit(limit)
+        if newest:
+            stmt = stmt.order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)
+        else:
+            stmt = stmt.order_by(JobRow.created_at, JobRow.id).limit(limit)
         with self._session() as s:
-            return [_record(row) for row in s.scalars(stmt)]
+            records = [_record(row) for row in s.scalars(stmt)]
+        return records[::-1] if newest else records
 
     def count_by_status(self) -> dict[str, int]:
         """How many jobs are in each status."""
