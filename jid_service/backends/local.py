@@ -6,7 +6,8 @@ and stderr in a log file. All state lives in files under ``<state_dir>/local``,
 so a JID restart (even ``kill -9``) loses nothing and never starts a job twice::
 
     jobs/<id>/spec.json   what to run (argv, environment additions, log path)
-    jobs/<id>/pid         "<pid> <start time>" of the runner once started
+    jobs/<id>/started     created exclusively by the one runner that may run the job
+    jobs/<id>/pid         "<pid> <start time>" of that runner
     jobs/<id>/exit        {"exit_code", "cancelled"}, written atomically at the end
     jobs/<id>/cancelled   marker: a cancel was requested
     keys/<sha256(_id)>    the job id of a control document (idempotent submit)
@@ -15,6 +16,10 @@ so a JID restart (even ``kill -9``) loses nothing and never starts a job twice::
 
 At most ``max_parallel`` jobs run; the others wait as SUBMITTED and are started
 by :meth:`LocalBackend.tick`, which the JID's poller calls once per tick.
+
+A job runs at most once even if the JID dies at any instant: the runner claims
+``started`` with ``O_EXCL`` before anything else, and a second runner of the
+same job (started again after a restart) finds the claim and exits.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ from jid_service.backends.base import (
 log = logging.getLogger(__name__)
 
 RUNNER_MODULE = "jid_service.backends.local_runner"
+START_GRACE_SECONDS = 30.0
+"""How long a runner may take to claim its job and record its pid."""
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -160,6 +167,10 @@ class LocalBackend(Backend):
         for tool_id, child in list(self._children.items()):
             if child.poll() is not None:
                 del self._children[tool_id]
+                job_dir = self._job_dir(tool_id)
+                if not (job_dir / "started").exists() and not (job_dir / "exit").exists():
+                    # the runner died before it could claim the job (it cannot start)
+                    self._write_exit(job_dir, child.returncode or 127, cancelled=False)
         running = 0
         for marker in (self.root / "running").iterdir():
             state = self._state(marker.name)
@@ -178,7 +189,7 @@ class LocalBackend(Backend):
 
     def _start(self, tool_id: str) -> None:
         job_dir = self._job_dir(tool_id)
-        if (job_dir / "exit").exists() or (job_dir / "pid").exists():
+        if (job_dir / "exit").exists() or (job_dir / "started").exists():
             return  # cancelled while queued, or started before a restart
         spec = json.loads((job_dir / "spec.json").read_text())
         log_path = Path(spec["log_path"])
@@ -202,11 +213,8 @@ class LocalBackend(Backend):
                 log_fh.write(f"local backend: cannot start the job: {err}\n".encode())
                 self._write_exit(job_dir, 127, cancelled=False)
                 return
+        # the runner itself claims the job and records its pid (see local_runner)
         self._children[tool_id] = child
-        started = _proc_start_time(child.pid) or ""
-        tmp = job_dir / "pid.tmp"
-        tmp.write_text(f"{child.pid} {started}")
-        os.replace(tmp, job_dir / "pid")
 
     @staticmethod
     def _write_exit(job_dir: Path, exit_code: int | None, cancelled: bool) -> None:
@@ -252,6 +260,18 @@ class LocalBackend(Backend):
         if done is not None:
             return done
         if not (job_dir / "pid").exists():
+            claimed = job_dir / "started"
+            marker = self.root / "running" / tool_id
+            stalled = next((p for p in (claimed, marker) if p.exists()), None)
+            if stalled is not None and tool_id not in self._children and \
+                    time.time() - stalled.stat().st_mtime > START_GRACE_SECONDS:
+                if claimed.exists():  # claimed, then died before recording its pid
+                    return BackendJobState(tool_id=tool_id, status=JobStatus.FAILED,
+                                           raw_status="LOST")
+                # the daemon died between deciding to start the job and the
+                # runner's claim: nothing ran, so queue it again
+                marker.unlink(missing_ok=True)
+                (self.root / "queue" / f"{time.time_ns():020d}_{tool_id}").touch()
             return BackendJobState(tool_id=tool_id, status=JobStatus.SUBMITTED,
                                    raw_status="PENDING")
         if self._runner_alive(job_dir):
@@ -305,8 +325,17 @@ class LocalBackend(Backend):
         (job_dir / "cancelled").touch()
         for marker in (self.root / "queue").glob(f"*_{tool_id}"):
             marker.unlink(missing_ok=True)
-        if not (job_dir / "pid").exists():
+        if (job_dir / "started").exists():
+            # a runner claimed the job: give it a moment to record its pid
+            for _ in range(40):
+                if (job_dir / "pid").exists() or (job_dir / "exit").exists():
+                    break
+                time.sleep(0.05)
+        elif not (job_dir / "pid").exists():
+            # not started: a runner that starts now sees the cancel and stops
             self._write_exit(job_dir, None, cancelled=True)
+            return
+        if (job_dir / "exit").exists():
             return
         if not self._runner_alive(job_dir):
             return

@@ -2,10 +2,13 @@
 
 Usage: ``python -m jid_service.backends.local_runner EXITFILE -- ARGV...``
 
-The file is written atomically (temp file + rename) as JSON
-``{"exit_code": int, "cancelled": bool}``. SIGTERM/SIGINT are forwarded to the
-command and recorded as a cancellation; a command that does not stop within
-``GRACE_SECONDS`` is killed.
+The job directory is EXITFILE's directory. First the runner claims the job by
+creating ``started`` there exclusively (a second runner of the same job exits
+at once, doing nothing), records ``pid`` (its pid and kernel start time), and
+stops if the job was cancelled meanwhile. The exit file is written atomically
+(temp file + rename) as JSON ``{"exit_code": int, "cancelled": bool}``.
+SIGTERM/SIGINT are forwarded to the command and recorded as a cancellation; a
+command that does not stop within ``GRACE_SECONDS`` is killed.
 """
 
 from __future__ import annotations
@@ -29,6 +32,26 @@ def write_exit_file(path: Path, exit_code: int, cancelled: bool) -> None:
     os.replace(tmp, path)
 
 
+def _own_start_time() -> str:
+    try:
+        stat = Path("/proc/self/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def claim(job_dir: Path) -> bool:
+    """Create ``started`` exclusively and record the pid; False if another runner has it."""
+    try:
+        os.close(os.open(job_dir / "started", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
+    tmp = job_dir / "pid.tmp"
+    tmp.write_text(f"{os.getpid()} {_own_start_time()}")
+    os.replace(tmp, job_dir / "pid")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command after ``--``; return its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -37,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     exit_file = Path(args[0])
     command = args[2:]
+    job_dir = exit_file.parent
+    if not claim(job_dir):
+        return 0  # another runner runs (or ran) this job
+    if exit_file.exists():
+        return 0  # cancelled before it started; the outcome is recorded
+    if (job_dir / "cancelled").exists():
+        write_exit_file(exit_file, 143, cancelled=True)
+        return 143
     cancelled = threading.Event()
     child: subprocess.Popen[bytes] | None = None
 

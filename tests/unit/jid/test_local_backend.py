@@ -98,3 +98,39 @@ def test_read_text_chunk_never_splits_a_character(tmp_path: Path) -> None:
             assert out == text
     missing = read_text_chunk(tmp_path / "nope", 7, 10)
     assert (missing.text, missing.next_offset) == ("", 7)
+
+
+def test_a_second_runner_of_the_same_job_does_nothing(tmp_path: Path) -> None:
+    import subprocess
+
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    out = tmp_path / "ran"
+    command = [sys.executable, "-c", f"open({str(out)!r}, 'a').write('ran\\n')"]
+    argv = [sys.executable, "-m", "jid_service.backends.local_runner", str(job_dir / "exit"),
+            "--", *command]
+    first = subprocess.run(argv, timeout=60, check=False)
+    second = subprocess.run(argv, timeout=60, check=False)
+    assert (first.returncode, second.returncode) == (0, 0)
+    assert out.read_text() == "ran\n"
+    assert (job_dir / "started").exists() and (job_dir / "pid").exists()
+    assert (job_dir / "exit").read_text() == '{"exit_code": 0, "cancelled": false}'
+
+
+async def test_start_interrupted_before_the_claim_is_requeued(tmp_path, config_root) -> None:
+    """The daemon died after picking a queued job but before its runner claimed it."""
+    first = LocalBackend(tmp_path / "state", [sys.executable, str(FAKE_TASK)], max_parallel=1)
+    blocker = await first.submit(spec(config_root / "test.yaml", task="Sleeper", key="a"))
+    sub = await first.submit(spec(config_root / "test.yaml", key="b"))
+    # as if the daemon died right after moving "b" from the queue to running/
+    for marker in (first.root / "queue").glob(f"*_{sub.tool_id}"):
+        marker.unlink()
+    stale = first.root / "running" / sub.tool_id
+    stale.touch()
+    os.utime(stale, (0, 0))
+    await first.cancel(blocker.tool_id)
+    restarted = LocalBackend(tmp_path / "state", [sys.executable, str(FAKE_TASK)],
+                             max_parallel=1)
+    state = await until_final(restarted, sub.tool_id)
+    assert state.status is JobStatus.DONE
+    assert (await until_final(restarted, blocker.tool_id)).status is JobStatus.EXITED
