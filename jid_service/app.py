@@ -43,6 +43,32 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""Largest request body accepted (1000 control documents fit easily)."""
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies above ``MAX_BODY_BYTES`` (413) before anything reads them."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length":
+                    try:
+                        too_big = int(value) > self.limit
+                    except ValueError:
+                        too_big = True
+                    if too_big:
+                        response = _error(413, f"request body above {self.limit} bytes")
+                        await response(scope, receive, send)
+                        return
+        await self.app(scope, receive, send)
+
+
 class RequestMetricsMiddleware:
     """Time every HTTP request, labelled by route template (never by raw path)."""
 
@@ -149,6 +175,7 @@ def create_app(
     app.include_router(router)
     app.include_router(ops)
     _install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 

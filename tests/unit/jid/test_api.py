@@ -388,3 +388,11 @@ async def test_job_log_file_of_a_long_log_is_its_end(settings, auth, doc) -> Non
         assert "fake task Tester" not in text  # the head was dropped
         kept = text.split("\n", 1)[1]
         assert len(kept.encode()) <= 1024 < size
+
+
+async def test_oversized_body_is_refused(client, auth) -> None:
+    body = b"[" + b" " * (17 * 1024 * 1024) + b"]"
+    r = await client.post(f"{BASE}/job_statuses", content=body,
+                          headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["success"] is False and "request body above" in r.json()["error"]
