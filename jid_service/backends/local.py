@@ -163,7 +163,14 @@ class LocalBackend(Backend):
         async with self._lock:
             await asyncio.to_thread(self._tick_sync)
 
+    def _require_state_dir(self) -> None:
+        # a vanished state dir (an unmounted file system) must read as an
+        # outage, not as every job being unknown
+        if not (self.root / "jobs").is_dir():
+            raise BackendUnavailable(f"local backend: state dir {self.root} is missing", 5.0)
+
     def _tick_sync(self) -> None:
+        self._require_state_dir()
         for tool_id, child in list(self._children.items()):
             if child.poll() is not None:
                 del self._children[tool_id]
@@ -289,6 +296,7 @@ class LocalBackend(Backend):
         """States of many jobs, read from their files."""
 
         def read_all() -> dict[str, BackendJobState]:
+            self._require_state_dir()
             out: dict[str, BackendJobState] = {}
             for tool_id in tool_ids:
                 state = self._state(tool_id)
@@ -350,7 +358,8 @@ class LocalBackend(Backend):
         return Rendering(backend=self.name, argv=self.task_argv(spec))
 
     async def health(self) -> None:
-        """The state directory must be writable."""
+        """The state directory must exist and be writable."""
+        self._require_state_dir()
         if not os.access(self.root, os.W_OK):
             raise BackendUnavailable(f"local backend: state dir {self.root} is not writable")
 

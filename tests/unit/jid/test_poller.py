@@ -65,3 +65,36 @@ async def test_too_many_waiters_get_503(client, auth, doc, monkeypatch) -> None:
     refused = next(a for a in answers if a.status_code == 503)
     assert refused.headers["retry-after"] == "5"
     assert refused.json()["error"] == "too many concurrent waits; retry"
+
+
+async def test_backend_outage_answers_503_then_recovers(client, auth, doc, settings) -> None:
+    """The local backend's state dir disappears (an unmounted file system) and comes back."""
+    job = await start(client, doc("Sleeper"), auth)
+    root = settings.state_dir / "local"
+    away = settings.state_dir / "local-away"
+    root.rename(away)
+    try:
+        for _ in range(100):
+            r = await client.post(f"{BASE}/job_statuses", json=[job], headers=auth)
+            if r.status_code == 503:
+                break
+            await asyncio.sleep(0.05)
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "5"
+        assert "state dir" in r.json()["error"]
+        r = await client.post(f"{BASE}/wait", json={"jobs": [job], "timeout": 1},
+                              headers=auth)
+        assert r.status_code == 503
+        r = await client.get("/healthz")
+        assert r.status_code == 503 and r.json()["value"]["backend_ok"] is False
+    finally:
+        away.rename(root)
+    for _ in range(200):
+        r = await client.post(f"{BASE}/job_statuses", json=[job], headers=auth)
+        if r.status_code == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert r.status_code == 200
+    assert r.json()["value"][0]["status"] in ("SUBMITTED", "RUNNING")
+    assert (await client.get("/healthz")).status_code == 200
+    await client.post(f"{BASE}/exp1/kill_job", json=job, headers=auth)
