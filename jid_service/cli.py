@@ -66,7 +66,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise SystemExit(message) from None
     app = create_app(settings, backend=backend)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=5)
+                access_log=args.access_log, root_path=args.root_path,
+                timeout_graceful_shutdown=5)
     return 0
 
 
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--root-path", default="",
+                       help="URL prefix a reverse proxy serves the JID under (e.g. /arps3dfjid)")
     serve.add_argument("--access-log", action="store_true",
                        help="log every request line (paths only, never headers)")
     settings_arg(serve)
