@@ -100,3 +100,17 @@ def test_registry_builds_the_local_backend(settings) -> None:
     assert backend.max_parallel == settings.local_max_parallel
     with pytest.raises(ValueError, match="unknown JID backend"):
         create_backend(settings.model_copy(update={"backend": "lsf"}))
+
+
+def test_app_factory_reads_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jid_service.app import app_from_environment
+
+    f = tmp_path / "jid.yaml"
+    f.write_text(f"state_dir: {tmp_path / 'state'}\n")
+    monkeypatch.setenv("JID_SETTINGS_FILE", str(f))
+    with pytest.raises(ValueError, match="auth_secret is required"):
+        app_from_environment()
+    monkeypatch.setenv("JID_AUTH_SECRET", "f" * 40)
+    app = app_from_environment()
+    assert app.state.settings.state_dir == tmp_path / "state"
+    assert "/jid/ws/{experiment}/start_job" in app.openapi()["paths"]
