@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import replace
 
-from lute.launch.processes import ProcessRecord, read_records, spawn, stop_records
+from lute.launch.processes import ProcessRecord, _start_time, read_records, spawn, stop_records
 
 CHILD = (
     "import subprocess, sys, time; "
@@ -50,7 +50,9 @@ def test_a_reused_pid_is_never_signalled(tmp_path):
         rec, proc = spawn("x", ["true"], env=os.environ, cwd=tmp_path,
                           log_dir=tmp_path, pid_dir=tmp_path / "pids")
         proc.wait()
-        forged = replace(rec, pid=other.pid)  # start time of `true`, pid of `other`
+        # pid of `other` with a start time that is not its own; both were started
+        # within one clock tick often enough that `true`'s own time may equal it
+        forged = replace(rec, pid=other.pid, start_time=_start_time(other.pid) + 1)
         assert not forged.is_alive()
         stop_records([forged], tmp_path / "pids", timeout=1)
         assert other.poll() is None  # still running: not ours, not touched
