@@ -15,6 +15,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.core.parameters import ParameterLocation
 
 from jid_service.app import create_app
 from jid_service.auth import issue_token
@@ -60,10 +61,21 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case, live_jid: ServeProc
         if isinstance(timeout, int | float) and not isinstance(timeout, bool) \
                 and 0 <= timeout <= 60:
             case.body["timeout"] = min(timeout, 0.2)
-    token = issue_token(live_jid.secret, "fuzzer", "*", 600, admin=True)
+    if isinstance(case.query, dict):
+        # a None value is dropped from the query string on the wire: make the
+        # case say what is really sent, so that its revalidation is right
+        for key in [k for k, v in case.query.items() if v is None]:
+            del case.query[key]
+    # A case whose headers were generated invalid (the only header is the
+    # token) goes out as generated, so the daemon must refuse it (401); every
+    # other case carries a valid token.
+    headers = None
+    if not (case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER)):
+        token = issue_token(live_jid.secret, "fuzzer", "*", 600, admin=True)
+        headers = {"Authorization": f"Bearer {token}"}
     case.call_and_validate(
         base_url=live_jid.base,
-        headers={"Authorization": f"Bearer {token}"},
+        headers=headers,
         # a schema-valid document may still name a task, config or launcher the
         # daemon refuses (422) or a job it does not know (404): that is correct
         excluded_checks=[positive_data_acceptance],
