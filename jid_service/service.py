@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from jid_service.auth import Principal
 from jid_service.backends.base import (
     Backend,
+    BackendError,
     BackendUnavailable,
     JobStatus,
     SubmissionRejected,
@@ -92,6 +93,33 @@ class JobService:
         self._changed = asyncio.Condition()
         self._nudge = asyncio.Event()
         self._health_lock = asyncio.Lock()
+        await self._recover_interrupted_claims()
+        self._poller = asyncio.create_task(self._poll_loop(), name="jid-poller")
+
+    async def _recover_interrupted_claims(self) -> None:
+        """Settle the submissions a previous daemon died in the middle of.
+
+        A job the backend finds is recorded; a claim the backend can show was
+        never submitted is dropped, so the client's retry submits it. Claims the
+        backend cannot settle (no lookup, or unreachable now) are FAILED: a job
+        must never run twice.
+        """
+        for job_id in await self._db(self.store.interrupted_claims):
+            try:
+                found = await self._backend("find_submitted",
+                                            self.backend.find_submitted(job_id))
+            except (NotImplementedError, BackendError) as exc:
+                log.warning("cannot settle interrupted submission %s: %s", job_id,
+                            type(exc).__name__)
+                continue
+            if found is None:
+                await self._db(self.store.drop_claim, job_id)
+                log.info("interrupted submission %s was never submitted: dropped", job_id)
+            else:
+                await self._db(self.store.complete_claim, job_id, found.tool_id,
+                               found.log_path, "RECOVERED")
+                log.info("interrupted submission %s recovered as job %s", job_id,
+                         found.tool_id)
         failed = await self._db(self.store.fail_interrupted_claims)
         if failed:
             log.warning("%d submission(s) interrupted by a previous stop marked FAILED", failed)

@@ -232,6 +232,15 @@ class JobStore:
         with self._session.begin() as s:
             s.execute(delete(JobRow).where(JobRow.id == job_id, JobRow.tool_id.is_(None)))
 
+    def interrupted_claims(self) -> list[str]:
+        """The ``_id`` of every claim whose submission has no backend id yet."""
+        with self._session() as s:
+            rows = s.execute(
+                select(JobRow.id).where(JobRow.tool_id.is_(None),
+                                        JobRow.status.in_(ACTIVE_STATUSES))
+            )
+            return [r[0] for r in rows]
+
     def fail_interrupted_claims(self) -> int:
         """Mark claims left by a daemon that died mid-submission as FAILED (never resubmit)."""
         with self._session.begin() as s:

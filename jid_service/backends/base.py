@@ -123,6 +123,15 @@ class Backend(abc.ABC):
     async def health(self) -> None:
         """Raise BackendUnavailable unless the scheduler answers."""
 
+    async def find_submitted(self, job_key: str) -> Submitted | None:
+        """The job that an interrupted submission of ``job_key`` left, or None if none.
+
+        The JID asks this at start-up for every submission a previous daemon
+        died in the middle of. Raise NotImplementedError when the backend
+        cannot tell: the JID then fails the job rather than risk running it twice.
+        """
+        raise NotImplementedError
+
     async def tick(self) -> None:  # noqa: B027 - optional hook
         """Called by the JID's poller once per tick, before :meth:`statuses`.
 

@@ -145,6 +145,10 @@ class LocalBackend(Backend):
         (self.root / "queue" / f"{time.time_ns():020d}_{tool_id}").touch()
         return Submitted(tool_id=tool_id, log_path=str(log_path))
 
+    async def find_submitted(self, job_key: str) -> Submitted | None:
+        """The job queued under ``job_key`` by an interrupted submission, if any."""
+        return await asyncio.to_thread(self._existing, self._key_file(job_key))
+
     def _existing(self, key_file: Path) -> Submitted | None:
         try:
             tool_id = key_file.read_text().strip()

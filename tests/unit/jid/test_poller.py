@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+from jid_service.backends import create_backend
+from jid_service.backends.base import SubmitSpec
+from jid_service.backends.local import LocalBackend
 from jid_service.store import INTERRUPTED_RAW_STATUS, JobStore
 
 from .conftest import running_app
@@ -40,8 +44,44 @@ async def test_clients_never_call_the_backend(client, auth, doc) -> None:
         await client.post(f"{BASE}/exp1/kill_job", json=job, headers=auth)
 
 
-async def test_start_marks_interrupted_submissions_failed(settings, auth) -> None:
-    """A claim left by a daemon that died mid-submission is FAILED, never resubmitted."""
+async def test_start_drops_an_interrupted_claim_that_was_never_submitted(settings, auth) -> None:
+    """A claim whose submission never reached the backend is forgotten: a retry submits it."""
+    store = JobStore(settings.effective_db_url)
+    doc = {"_id": "half-done", "experiment": "exp1", "run_num": "1",
+           "def": {"_id": "d", "name": "Tester"}}
+    assert store.claim(doc, "exp1", "alice")
+    store.close()
+    async with running_app(settings) as client:
+        r = await client.get(f"{BASE}/jobs", headers=auth)
+        assert r.json()["value"] == []
+
+
+async def test_start_records_an_interrupted_submission_the_backend_has(settings, auth) -> None:
+    """A daemon killed between the backend's submit and recording the id loses nothing."""
+    store = JobStore(settings.effective_db_url)
+    doc = {"_id": "half-done", "experiment": "exp1", "run_num": "1",
+           "def": {"_id": "d", "name": "Tester"}}
+    assert store.claim(doc, "exp1", "alice")
+    store.close()
+    backend = create_backend(settings)
+    spec = SubmitSpec(job_key="half-done", experiment="exp1", run="1", user="alice",
+                      taskname="Tester",
+                      config_path=Path(settings.allowed_config_roots[0]) / "x.yaml")
+    submitted = await backend.submit(spec)
+    await backend.aclose()
+    async with running_app(settings) as client:
+        r = await client.get(f"{BASE}/jobs", headers=auth)
+        (job,) = r.json()["value"]
+        assert job["tool_id"] == submitted.tool_id
+
+
+async def test_start_fails_interrupted_claims_a_backend_cannot_settle(settings, auth,
+                                                                      monkeypatch) -> None:
+    """Without a way to look the job up, the claim is FAILED rather than run twice."""
+    async def cannot_tell(self, job_key):
+        raise NotImplementedError
+
+    monkeypatch.setattr(LocalBackend, "find_submitted", cannot_tell)
     store = JobStore(settings.effective_db_url)
     doc = {"_id": "half-done", "experiment": "exp1", "run_num": "1",
            "def": {"_id": "d", "name": "Tester"}}
