@@ -15,7 +15,8 @@ from jid_service.backends.base import JobStatus
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 EXPERIMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-RUN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# LUTE's launcher sends "<RUN>_<UTC isoformat()>", colons (and a "+00:00" offset) included
+RUN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$"
 
 DocId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Experiment = Annotated[str, StringConstraints(pattern=EXPERIMENT_PATTERN)]

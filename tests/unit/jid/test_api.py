@@ -396,3 +396,12 @@ async def test_oversized_body_is_refused(client, auth) -> None:
                           headers={**auth, "Content-Type": "application/json"})
     assert r.status_code == 413
     assert r.json()["success"] is False and "request body above" in r.json()["error"]
+
+
+async def test_run_num_as_lute_launcher_sends_it(client, auth, doc) -> None:
+    """LUTE's launch_airflow.py sends run_id = "<RUN>_<UTC isoformat()>", colons included."""
+    job = await wait_final(client, await start(client, doc(run_num="12_2026-01-21T08:01:17.123456"),
+                                              auth), auth)
+    assert job["status"] == "DONE"
+    r = await client.post(f"{BASE}/exp1/job_log_file", json=job, headers=auth)
+    assert "RUN_NUM=12_2026-01-21T08:01:17.123456" in r.json()["value"]
