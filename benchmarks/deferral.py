@@ -16,7 +16,12 @@ blocking (target <= 0.4), the largest number of worker slots held at once
 instances hold none) and the worker slot-seconds used (the integral of that
 count over the run: what the waiting really costs).
 
-    .venv/bin/python benchmarks/deferral.py [--seconds 20] [--keep]
+The steps use the operator's defaults: a deferrable step first waits
+``defer_after`` seconds in the worker (so short jobs never defer) and a job
+that ends ``DONE`` ends its task from the trigger. ``--defer-after S`` sets
+the run's ``jid_defer_after`` for the deferrable run to measure another value.
+
+    .venv/bin/python benchmarks/deferral.py [--seconds 20] [--defer-after S] [--keep]
 """
 
 from __future__ import annotations
@@ -74,9 +79,9 @@ def write_config(directory: Path, seconds: float) -> Path:
     return path
 
 
-def run_conf(config: Path, deferrable: bool) -> dict:
-    """The conf launch_airflow.py would send, plus the deferral switch."""
-    return {
+def run_conf(config: Path, deferrable: bool, defer_after: float | None = None) -> dict:
+    """The conf launch_airflow.py would send, plus the deferral switches."""
+    conf = {
         "experiment": "bench",
         "run_id": "1",
         "ARP_ROOT_JOB_ID": f"bench-{'defer' if deferrable else 'block'}-{int(time.time())}",
@@ -87,6 +92,9 @@ def run_conf(config: Path, deferrable: bool) -> dict:
         "slurm_params": [],
         "jid_deferrable": deferrable,
     }
+    if defer_after is not None:
+        conf["jid_defer_after"] = defer_after
+    return conf
 
 
 def wait_for_dag(client: AirflowClient, dag_id: str, timeout: float = 120.0) -> None:
@@ -149,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each step")
     parser.add_argument("--parallelism", type=int, default=4, help="Airflow worker slots")
     parser.add_argument("--keep", action="store_true", help="keep the state dir")
+    parser.add_argument(
+        "--defer-after", type=float, default=None,
+        help="the deferrable run's jid_defer_after (default: the operator's default)",
+    )
     args = parser.parse_args(argv)
 
     state_dir = Path(tempfile.mkdtemp(prefix="lute-deferral-"))
@@ -192,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         results = {}
         for label, dag_id, deferrable in modes:
-            result = measure(client, run_conf(config, deferrable), label, budget, dag_id)
+            conf = run_conf(config, deferrable, args.defer_after if deferrable else None)
+            result = measure(client, conf, label, budget, dag_id)
             print(json.dumps(result))
             results[label] = result
         blocking = results["blocking"]
@@ -200,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": 12,
             "step_seconds": args.seconds,
             "parallelism": args.parallelism,
+            "defer_after": "default" if args.defer_after is None else args.defer_after,
             "blocking_wall_s": blocking["wall_s"],
             "target_ratio": 0.4,
             "all_succeeded": all(r["state"] == "success" for r in results.values()),

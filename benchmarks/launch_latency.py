@@ -12,7 +12,11 @@ directory, then measures, in the same Airflow:
    tasks through the JID) against ``lute_bench_chain_python`` (3 no-op
    PythonOperators), interleaved, ``--repeats`` each; wall time from the
    trigger POST to seeing ``success`` (polled every 0.1 s) and Airflow's own
-   ``end_date - queued_at``. Target: median ratio <= 2.
+   ``end_date - queued_at``. Target: median ratio <= 2. The managed chain runs
+   three ways: the operator's defaults (a short job ends during the inline wait
+   of ``defer_after`` seconds), deferring at once (``jid_defer_after: 0``: the
+   triggerer's round trip, the task ended from the trigger) and waiting in the
+   worker (``jid_deferrable: false``).
 
 Usage: .venv/bin/python benchmarks/launch_latency.py [--repeats 3] [--seconds 12]
 """
@@ -180,15 +184,18 @@ def main() -> int:
                 api.wait_dag(dag)
             cfg = make_config(root, 0, 0.5)
             args, slurm = parse_args(["-c", str(cfg), "-e", "bench", "-r", "2"])
-            series: dict[str, list[tuple[float, float]]] = {
-                "managed (deferrable)": [], "managed (waiting in the worker)": [], "python": []
-            }
+            names = ("managed (defaults)", "managed (deferring at once)",
+                     "managed (waiting in the worker)")
+            series: dict[str, list[tuple[float, float]]] = {name: [] for name in (*names, "python")}
             for _ in range(opts.repeats):  # interleaved so drift hits all alike
                 ctx = arp_context(args, {}, stack.jid_token)
                 conf = build_conf(args, ctx, slurm, None, user="bench",
                                   now=dt.datetime.now(dt.UTC))
                 for name, dag, run_conf in (
-                    ("managed (deferrable)", "lute_bench_chain", conf),
+                    ("managed (defaults)", "lute_bench_chain", conf),
+                    # no inline wait: every step goes through the triggerer
+                    ("managed (deferring at once)", "lute_bench_chain",
+                     dict(conf, jid_defer_after=0)),
                     # the operator honours conf["jid_deferrable"] (False: no triggerer hop)
                     ("managed (waiting in the worker)", "lute_bench_chain",
                      dict(conf, jid_deferrable=False)),
@@ -201,7 +208,7 @@ def main() -> int:
                 base = statistics.median(r[idx] for r in series["python"])
                 print(f"3-step chain, {label}: python median {base:.2f} s "
                       f"{[round(r[idx], 2) for r in series['python']]}")
-                for name in ("managed (deferrable)", "managed (waiting in the worker)"):
+                for name in names:
                     m = statistics.median(r[idx] for r in series[name])
                     print(f"  {name}: median {m:.2f} s "
                           f"{[round(r[idx], 2) for r in series[name]]}, "

@@ -9,6 +9,14 @@ is ``DONE``.
 
 ``conf["dryrun"]`` asks the JID to render the submission instead (logged and
 pushed as the ``log``), and the step succeeds without running anything.
+
+Latency: a deferral costs seconds (Airflow's triggerer picks up new triggers
+and reports events on a one-second cycle, and resuming needs a new worker
+process), which dwarfs a short job. So the operator first waits up to
+``defer_after`` seconds in the worker and defers only if the job is still
+running, and a job that ends ``DONE`` while deferred ends the task from the
+trigger (``end_from_trigger``: the log travels as the event's XCom), so no
+worker is started just to copy it. See ``docs/airflow.md`` for the figures.
 """
 
 from __future__ import annotations
@@ -35,13 +43,19 @@ from lute.airflow.control_document import (
 )
 from lute.airflow.hook import JIDEndpoint, JIDHook
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
-from lute.airflow.trigger import JIDJobTrigger
+from lute.airflow.trigger import JIDJobTrigger, rendering_text
 
 LOG_TAIL_LINES = 30
 """How many of the log's last lines a failure message carries."""
 
 DEFERRABLE_CONF_KEY = "jid_deferrable"
 """A run's conf may set this to true/false to override ``deferrable`` (benchmarks)."""
+
+DEFER_AFTER_CONF_KEY = "jid_defer_after"
+"""A run's conf may set this (seconds, >= 0) to override ``defer_after``."""
+
+DEFAULT_DEFER_AFTER = 2.0
+"""Seconds a deferrable step waits in the worker before deferring (see ``defer_after``)."""
 
 
 def _truthy(value: Any) -> bool:
@@ -68,9 +82,17 @@ class JIDSlurmOperator(BaseOperator):
     :param user: ``def.run_as_user``; default the account Airflow runs as.
     :param outage_timeout: how long a JID outage may last before the step fails.
     :param start_in_triggerer: start the step in the triggerer (Airflow's
-        ``start_from_trigger``): no worker slot until the job has ended. The
-        run's ``jid_deferrable`` key does not apply, and Slurm options are not
-        templated in this mode.
+        ``start_from_trigger``): no worker slot at all for a job that ends
+        ``DONE``. The run's ``jid_deferrable`` and ``jid_defer_after`` keys do
+        not apply, and Slurm options are not templated in this mode.
+    :param defer_after: a deferrable step first waits this many seconds in the
+        worker and defers only if its job is still running then, so a short job
+        never pays the round trip through the triggerer (0: defer at once). The
+        run's conf key ``jid_defer_after`` overrides it.
+    :param end_from_trigger: a deferred job that ends ``DONE`` ends the task
+        from the trigger (its log and job id are pushed as XComs with the
+        event), without starting a worker to resume the task. Other outcomes
+        always resume in the worker, which raises with the log's last lines.
     """
 
     ui_color = "#006699"
@@ -90,6 +112,8 @@ class JIDSlurmOperator(BaseOperator):
         user: str | None = None,
         outage_timeout: float = 3600.0,
         start_in_triggerer: bool = False,
+        defer_after: float = DEFAULT_DEFER_AFTER,
+        end_from_trigger: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -102,6 +126,10 @@ class JIDSlurmOperator(BaseOperator):
         self.jid_conn_id = jid_conn_id
         self.user = user
         self.outage_timeout = outage_timeout
+        if defer_after < 0:
+            raise ValueError(f"defer_after must be >= 0, not {defer_after}")
+        self.defer_after = float(defer_after)
+        self.end_from_trigger = end_from_trigger
         self._job: dict[str, Any] | None = None
         self._token: str | None = None
         self._endpoint: JIDEndpoint | None = None
@@ -124,6 +152,8 @@ class JIDSlurmOperator(BaseOperator):
                         "custom_slurm_params": custom_slurm_params,
                         "user": user,
                     },
+                    "end_from_trigger": end_from_trigger,
+                    "push_return_value": self.do_xcom_push,
                 },
                 next_method="execute_complete",
                 next_kwargs=None,
@@ -196,6 +226,20 @@ class JIDSlurmOperator(BaseOperator):
             return _truthy(conf[DEFERRABLE_CONF_KEY])
         return self.deferrable
 
+    def _defer_after_for(self, conf: Mapping[str, Any]) -> float:
+        value = conf.get(DEFER_AFTER_CONF_KEY)
+        if value is None:
+            return self.defer_after
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            raise AirflowException(
+                f"conf[{DEFER_AFTER_CONF_KEY!r}] must be a number of seconds, not {value!r}"
+            ) from None
+        if not seconds >= 0:
+            raise AirflowException(f"conf[{DEFER_AFTER_CONF_KEY!r}] must be >= 0, not {value!r}")
+        return seconds
+
     # -- execution -------------------------------------------------------------
 
     def execute(self, context: Any) -> Any:
@@ -216,7 +260,9 @@ class JIDSlurmOperator(BaseOperator):
             )
             if job.get("status") not in FINISHED_STATUSES:
                 if self._deferrable_for(conf):
-                    self._defer_on(job, conf)
+                    job = self._wait_inline(client, job, self._defer_after_for(conf))
+                    if job.get("status") not in FINISHED_STATUSES:
+                        self._defer_on(job, conf)
                 job = self._wait_blocking(client, job)
             return self._finish(client, job, context)
 
@@ -232,11 +278,38 @@ class JIDSlurmOperator(BaseOperator):
                 token=self._token_override(conf),
                 wait_timeout=min(self.poke_interval, 60.0),
                 outage_timeout=self.outage_timeout,
+                end_from_trigger=self.end_from_trigger,
+                push_return_value=self.do_xcom_push,
             ),
             method_name="execute_complete",
             timeout=self.execution_timeout if isinstance(self.execution_timeout, timedelta)
             else None,
         )
+
+    def _wait_inline(
+        self, client: JIDClient, job: dict[str, Any], seconds: float
+    ) -> dict[str, Any]:
+        """Long-poll for up to ``seconds`` before deferring; the freshest document seen.
+
+        Any JID trouble here just ends the inline wait: the trigger waits out
+        outages with its own backoff.
+        """
+        deadline = time.monotonic() + seconds
+        while job.get("status") not in FINISHED_STATUSES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                fresh = client.wait([job], timeout=left)
+            except JIDError as exc:
+                self.log.info("JID wait failed (%s); deferring", exc)
+                break
+            if not fresh:
+                break
+            if fresh[0].get("status") != job.get("status"):
+                self.log.info("job %s: %s", fresh[0].get("tool_id"), fresh[0].get("status"))
+            job = self._job = fresh[0]
+        return job
 
     def _wait_blocking(self, client: JIDClient, job: dict[str, Any]) -> dict[str, Any]:
         backoff = 1.0
@@ -267,12 +340,16 @@ class JIDSlurmOperator(BaseOperator):
             self._job = job
         return job
 
-    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> Any:
+    def execute_complete(self, context: Any, event: dict[str, Any] | str | None = None) -> Any:
         """Resume after the trigger fired: fetch the log and settle the outcome."""
-        event = event or {}
+        conf = self._conf(context)
+        if not isinstance(event, dict):
+            # The trigger ended the task itself (TaskSuccessEvent) but a runner
+            # that does not honour such events (``dag.test()``) resumed it with
+            # the bare state: find this try's job again by its stable _id.
+            return self._resume_without_job(context, conf, event)
         job = event.get("job") or {}
         self._job = job
-        conf = self._conf(context)
         if event.get("status") == "rendered":
             self._push_rendering(event.get("rendering") or {}, context)
             return None
@@ -283,6 +360,24 @@ class JIDSlurmOperator(BaseOperator):
             )
         with self._client(conf) as client:
             return self._finish(client, job, context)
+
+    def _resume_without_job(self, context: Any, conf: Mapping[str, Any], event: Any) -> Any:
+        doc = self.control_document(context)
+        with self._client(conf) as client:
+            if _truthy(conf.get("dryrun")):
+                return self._dry_run(client, doc, context)
+            try:
+                found = client.job_statuses([doc])
+            except JIDError as exc:
+                raise AirflowException(
+                    f"resumed with {event!r}; cannot find job {doc['_id']}: {exc}"
+                ) from exc
+            if not found or found[0].get("status") not in FINISHED_STATUSES:
+                raise AirflowException(
+                    f"resumed with {event!r} but job {doc['_id']} has not ended: {found}"
+                )
+            self._job = found[0]
+            return self._finish(client, found[0], context)
 
     def _finish(self, client: JIDClient, job: dict[str, Any], context: Any) -> Any:
         try:
@@ -313,12 +408,7 @@ class JIDSlurmOperator(BaseOperator):
         self._push_rendering(rendering or {}, context)
 
     def _push_rendering(self, rendering: dict[str, Any], context: Any) -> None:
-        parts = [f"dry run of {self.lute_task_id} on backend {rendering.get('backend')}:"]
-        if rendering.get("argv"):
-            parts.append("argv: " + json.dumps(rendering["argv"]))
-        if rendering.get("script"):
-            parts.append("script:\n" + str(rendering["script"]))
-        text = "\n".join(parts)
+        text = rendering_text(self.lute_task_id, rendering)
         self.log.info("%s", text)
         context["ti"].xcom_push(key="log", value=text)
 

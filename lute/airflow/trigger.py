@@ -18,12 +18,21 @@ or EXITED; ``{"status": "rendered", "rendering": {...}}`` for a dry run
 started in the triggerer; ``{"status": "error", "message": str, "job": doc}``
 if the JID refused the request or stayed down too long. The operator's
 ``execute_complete`` turns each into the task's outcome.
+
+With ``end_from_trigger`` (the operator's default), a job that ended ``DONE``
+(and a dry run started in the triggerer) ends the task here instead: the
+trigger fetches the log, stores the XComs (``log``, and ``return_value`` = the
+job id) through the triggerer and yields Airflow's ``TaskSuccessEvent``, so no
+worker is started just to copy the log. A job that did not succeed still resumes the worker,
+whose ``execute_complete`` raises with the log's last lines (and where
+Airflow's retries apply as usual).
 """
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +40,7 @@ from typing import Any
 
 import httpx
 from airflow.sdk.log import mask_secret
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from lute.airflow.client import (
     NO_RETRY,
@@ -50,6 +59,16 @@ from lute.airflow.hook import JIDEndpoint, JIDHook
 logger = logging.getLogger(__name__)
 
 _REDACTED = "***"
+
+
+def rendering_text(task: str, rendering: dict[str, Any]) -> str:
+    """The text a dry run logs and pushes as the step's ``log``."""
+    parts = [f"dry run of {task} on backend {rendering.get('backend')}:"]
+    if rendering.get("argv"):
+        parts.append("argv: " + json.dumps(rendering["argv"]))
+    if rendering.get("script"):
+        parts.append("script:\n" + str(rendering["script"]))
+    return "\n".join(parts)
 
 
 class JIDJobTrigger(BaseTrigger):
@@ -71,6 +90,8 @@ class JIDJobTrigger(BaseTrigger):
         max_backoff: float = 60.0,
         outage_timeout: float | None = 3600.0,
         submit: dict[str, Any] | None = None,
+        end_from_trigger: bool = False,
+        push_return_value: bool = True,
     ) -> None:
         super().__init__()
         self.job = job
@@ -89,6 +110,10 @@ class JIDJobTrigger(BaseTrigger):
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.outage_timeout = outage_timeout
+        # End a successful task here (TaskSuccessEvent with its XComs) rather
+        # than starting a worker to do it; see the module docstring.
+        self.end_from_trigger = end_from_trigger
+        self.push_return_value = push_return_value
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and kwargs; Airflow stores them encrypted in its trigger table."""
@@ -106,6 +131,8 @@ class JIDJobTrigger(BaseTrigger):
                 "max_backoff": self.max_backoff,
                 "outage_timeout": self.outage_timeout,
                 "submit": self.submit,
+                "end_from_trigger": self.end_from_trigger,
+                "push_return_value": self.push_return_value,
             },
         )
 
@@ -175,7 +202,12 @@ class JIDJobTrigger(BaseTrigger):
         client.retry = RetryPolicy(budget_seconds=min(self.outage_timeout or 120.0, 120.0))
         try:
             if conf.get("dryrun") in (True, "true", "True", 1, "1"):
-                rendering = await client.render_job(doc)
+                rendering = await client.render_job(doc) or {}
+                if self.end_from_trigger:
+                    text = rendering_text(doc.get("def", {}).get("name", "?"), rendering)
+                    if await self._push_xcoms({"log": text}):
+                        self.log.info("%s", text)
+                        return TaskSuccessEvent()
                 return TriggerEvent({"status": "rendered", "rendering": rendering, "job": doc})
             job = await client.start_job(doc)
         except JIDError as exc:
@@ -263,9 +295,74 @@ class JIDJobTrigger(BaseTrigger):
                         fresh[0].get("status"),
                     )
                 job = self._current = fresh[0]
+            if self.end_from_trigger and job.get("status") == "DONE":
+                ending = await self._success_event(client, job)
+                if ending is not None:
+                    yield ending
+                    return
             yield TriggerEvent({"status": "finished", "job": job})
         finally:
             await client.aclose()
+
+    async def _success_event(
+        self, client: AsyncJIDClient, job: dict[str, Any]
+    ) -> TriggerEvent | None:
+        """End the task here: its log (and job id) stored as XComs. None: let the worker do it."""
+        client.retry = RetryPolicy(attempts=3, budget_seconds=30.0)
+        try:
+            log_text = await client.job_log_file(job)
+        except JIDError as exc:
+            # The worker path retries the fetch and records why it failed.
+            self.log.warning("could not fetch the log of job %s: %s", job.get("tool_id"), exc)
+            return None
+        finally:
+            client.retry = NO_RETRY
+        if not isinstance(log_text, str):
+            log_text = json.dumps(log_text)
+        xcoms: dict[str, Any] = {"log": log_text}
+        if self.push_return_value:
+            xcoms["return_value"] = job.get("tool_id")
+        if not await self._push_xcoms(xcoms):
+            return None
+        self.log.info(
+            "job %s of %s ended %s (%s, exit code %s); log of %d characters stored in XCom",
+            job.get("tool_id"), job.get("def", {}).get("name"), job.get("status"),
+            job.get("raw_status"), job.get("exit_code"), len(log_text),
+        )
+        return TaskSuccessEvent()
+
+    async def _push_xcoms(self, xcoms: dict[str, Any]) -> bool:
+        """Store XComs of this trigger's task instance through the triggerer; False if unable.
+
+        Not through ``TaskSuccessEvent(xcoms=...)``: Airflow 3.3 stores those
+        JSON-encoded twice, so the REST API would serve the log as a quoted
+        string. The Task SDK's ``XCom.set`` (which the triggerer relays) stores
+        them exactly as a worker's push does.
+        """
+        ti = self.task_instance
+        if ti is None or not getattr(ti, "run_id", None):
+            return False
+        try:
+            from airflow.sdk.execution_time.xcom import XCom
+
+            for key, value in xcoms.items():
+                # In a thread: the Task SDK's comms then relay it through the
+                # triggerer's event loop instead of blocking it.
+                await asyncio.to_thread(
+                    XCom.set,
+                    key,
+                    value,
+                    dag_id=ti.dag_id,
+                    task_id=ti.task_id,
+                    run_id=ti.run_id,
+                    map_index=-1 if getattr(ti, "map_index", None) is None else ti.map_index,
+                )
+        except Exception as exc:
+            # Outside a triggerer (no supervisor to relay) or a refused push:
+            # the worker resumes and pushes them itself.
+            self.log.warning("could not store the XComs from the trigger: %s", exc)
+            return False
+        return True
 
     async def on_kill(self) -> None:
         """The user marked the deferred task failed or cleared it: cancel the job."""

@@ -12,9 +12,13 @@ from tests.unit.airflow.support import run_conf
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(300)]
 
 
-def test_lute_test_succeeds(tmp_path, jid_process) -> None:
+@pytest.mark.parametrize("defer_after", [None, 0], ids=["defaults", "deferring-at-once"])
+def test_lute_test_succeeds(tmp_path, jid_process, defer_after) -> None:
+    # Deferring at once, dag.test() resumes the steps its inline trigger ended
+    # (it ignores TaskSuccessEvent): they find their job again by its _id.
+    extra = {} if defer_after is None else {"jid_defer_after": defer_after}
     outcome = run_dag_test(
-        tmp_path, jid_process, "test.py", "lute_test", run_conf(jid_process.config)
+        tmp_path, jid_process, "test.py", "lute_test", run_conf(jid_process.config, **extra)
     )
     assert outcome["error"] is None, outcome["output"][-3000:]
     assert outcome["state"] == "success", outcome

@@ -67,20 +67,60 @@ def _task_log(client, dag_id: str, run_id: str, task_id: str, try_number: int = 
     return json.dumps(client.request("GET", path, params={"full_content": True}))
 
 
+def _task_dir(airflow_stack, dag_id: str, run_id: str, task_id: str):
+    return (
+        airflow_stack.stack.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+        / f"task_id={task_id}"
+    )
+
+
 def test_lute_test_succeeds_with_every_step_deferred(airflow_stack) -> None:
     client = airflow_stack.client
-    conf = run_conf(airflow_stack.config)
+    # No inline wait: every step defers at once, however short its job.
+    conf = run_conf(airflow_stack.config, jid_defer_after=0)
     run_id = _trigger(client, "lute_test", conf)
     state, seen = _follow(client, "lute_test", run_id)
     assert state == "success", seen
     assert set(seen) == {"Tester", "BinaryTester", "SocketTester", "WriteTester", "ReadTester"}
+    jobs = {j["def"]["name"]: j for j in airflow_stack.jid_jobs(conf["ARP_ROOT_JOB_ID"])}
     for task_id, states in seen.items():
         assert states[-1] == "success", (task_id, states)
-        # The worker handed the wait to the triggerer, and the step resumed from it.
+        # The worker handed the wait to the triggerer.
         log = _task_log(client, "lute_test", run_id, task_id)
         assert "Pausing task as DEFERRED" in log, (task_id, log[-2000:])
-        assert client.xcom("lute_test", run_id, task_id, "log")
+        # The XCom holds the job's log exactly as the JID serves it.
+        assert client.xcom("lute_test", run_id, task_id, "log") == _jid_log(
+            airflow_stack, jobs[task_id]
+        )
+        # The trigger ended the task (log and job id pushed with its event):
+        # no worker resumed it to fetch the log.
+        task_dir = _task_dir(airflow_stack, "lute_test", run_id, task_id)
+        worker_log = (task_dir / "attempt=1.log").read_text()
+        trigger_log = "".join(p.read_text() for p in task_dir.glob("attempt=1.log.trigger.*"))
+        assert "stored in XCom" in trigger_log, (task_id, trigger_log[-2000:])
+        assert "ended DONE" not in worker_log, (task_id, worker_log[-2000:])
+        assert client.xcom("lute_test", run_id, task_id, "return_value") == (
+            jobs[task_id]["tool_id"]
+        )
     # Each step was submitted once (one JID job per task) and ended DONE.
+    jobs = airflow_stack.jid_jobs(conf["ARP_ROOT_JOB_ID"])
+    assert sorted(j["def"]["name"] for j in jobs) == sorted(seen)
+    assert {j["status"] for j in jobs} == {"DONE"}
+
+
+def test_short_steps_finish_in_the_worker_without_deferring(airflow_stack) -> None:
+    client = airflow_stack.client
+    # An inline wait longer than any of lute_test's jobs: none defers.
+    conf = run_conf(airflow_stack.config, jid_defer_after=60)
+    run_id = _trigger(client, "lute_test", conf)
+    state, seen = _follow(client, "lute_test", run_id)
+    assert state == "success", seen
+    for task_id, states in seen.items():
+        assert "deferred" not in states, (task_id, states)
+        log = _task_log(client, "lute_test", run_id, task_id)
+        assert "Pausing task as DEFERRED" not in log, (task_id, log[-2000:])
+        assert "ended DONE" in log, (task_id, log[-2000:])
+        assert client.xcom("lute_test", run_id, task_id, "log")
     jobs = airflow_stack.jid_jobs(conf["ARP_ROOT_JOB_ID"])
     assert sorted(j["def"]["name"] for j in jobs) == sorted(seen)
     assert {j["status"] for j in jobs} == {"DONE"}
@@ -88,7 +128,8 @@ def test_lute_test_succeeds_with_every_step_deferred(airflow_stack) -> None:
 
 def test_lute_test_failure_fails_with_the_failing_log_in_xcom(airflow_stack) -> None:
     client = airflow_stack.client
-    conf = run_conf(airflow_stack.config)
+    # Deferring at once: a failed job resumes the worker, which raises with the log tail.
+    conf = run_conf(airflow_stack.config, jid_defer_after=0)
     run_id = _trigger(client, "lute_test_failure", conf)
     state, seen = _follow(client, "lute_test_failure", run_id)
     assert state == "failed"
@@ -105,6 +146,10 @@ def test_lute_test_failure_fails_with_the_failing_log_in_xcom(airflow_stack) -> 
     assert failing_log.strip()
     # The XCom holds the job's log as the JID serves it.
     assert failing_log.rstrip().splitlines()[-1] in _jid_log(airflow_stack, jobs["FailingTester"])
+    # The step deferred, then the worker resumed it and failed it with the log's last lines.
+    log = _task_log(client, "lute_test_failure", run_id, "FailingTester")
+    assert "Pausing task as DEFERRED" in log
+    assert "ended FAILED" in log and "Last lines of its log" in log, log[-3000:]
 
 
 def _jid_log(airflow_stack, job: dict) -> str:
@@ -207,15 +252,13 @@ def test_steps_started_in_the_triggerer_submit_there(airflow_stack) -> None:
     state, seen = _follow(client, dag_id, run_id)
     assert state == "success", seen
     assert sorted(seen) == [f"s{i:02d}.Sleeper" for i in range(1, 13)]
-    logs = airflow_stack.stack.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
     for task_id in seen:
-        task_dir = logs / f"task_id={task_id}"
-        worker_log = (task_dir / "attempt=1.log").read_text()
+        task_dir = _task_dir(airflow_stack, dag_id, run_id, task_id)
         trigger_log = "".join(p.read_text() for p in task_dir.glob("attempt=1.log.trigger.*"))
-        # The trigger submitted the job; the worker only ran execute_complete.
+        # The trigger submitted the job and ended the task: no worker ran at all.
         assert "submitted Sleeper as job" in trigger_log
-        assert "submitted Sleeper" not in worker_log
-        assert "Pausing task as DEFERRED" not in worker_log
+        assert "stored in XCom" in trigger_log
+        assert not (task_dir / "attempt=1.log").exists(), task_id
         assert client.xcom(dag_id, run_id, task_id, "log")
     jobs = airflow_stack.jid_jobs(conf["ARP_ROOT_JOB_ID"])
     assert len(jobs) == 12

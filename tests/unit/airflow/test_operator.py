@@ -31,3 +31,37 @@ def test_log_tail_keeps_the_last_lines() -> None:
     text = "\n".join(f"line {i}" for i in range(100)) + "\n"
     assert log_tail(text, 3) == "line 97\nline 98\nline 99"
     assert log_tail("", 3) == ""
+
+
+def test_defer_after_comes_from_the_conf_when_given() -> None:
+    op = JIDSlurmOperator(task_id="Tester", defer_after=3.5)
+    assert op._defer_after_for({}) == 3.5
+    assert op._defer_after_for({"jid_defer_after": 0}) == 0.0
+    assert op._defer_after_for({"jid_defer_after": "1.5"}) == 1.5
+    with pytest.raises(AirflowException, match="jid_defer_after"):
+        op._defer_after_for({"jid_defer_after": "soon"})
+    with pytest.raises(AirflowException, match=">= 0"):
+        op._defer_after_for({"jid_defer_after": -1})
+    with pytest.raises(ValueError, match="defer_after"):
+        JIDSlurmOperator(task_id="Tester", defer_after=-1)
+
+
+def test_inline_wait_gives_up_on_an_unreachable_jid_and_returns_the_job() -> None:
+    op = JIDSlurmOperator(task_id="Tester")
+    policy = RetryPolicy(attempts=1, budget_seconds=0)
+    job = {"_id": "a", "status": "RUNNING", "experiment": "x"}
+    with JIDClient("http://127.0.0.1:9", token="t", retry=policy) as client:
+        # The trigger waits out outages; the inline wait just hands over.
+        assert op._wait_inline(client, job, 5.0) is job
+
+
+def test_start_in_triggerer_ends_the_task_from_the_trigger_by_default() -> None:
+    op = JIDSlurmOperator(task_id="Tester", start_in_triggerer=True)
+    kwargs = op.start_trigger_args.trigger_kwargs
+    assert kwargs["end_from_trigger"] is True
+    assert kwargs["push_return_value"] is True
+    off = JIDSlurmOperator(
+        task_id="Tester", start_in_triggerer=True, end_from_trigger=False, do_xcom_push=False
+    )
+    assert off.start_trigger_args.trigger_kwargs["end_from_trigger"] is False
+    assert off.start_trigger_args.trigger_kwargs["push_return_value"] is False

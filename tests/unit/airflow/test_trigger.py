@@ -201,3 +201,50 @@ async def test_started_in_the_triggerer_without_context_is_an_error_event() -> N
     events = await _events(trigger)
     assert events[0]["status"] == "error"
     assert "context" in events[0]["message"]
+
+
+async def test_end_from_trigger_outside_a_triggerer_leaves_the_end_to_the_worker(
+    tmp_path,
+) -> None:
+    # No triggerer to relay the XCom pushes (no task instance): the plain event,
+    # so the worker resumes and pushes the log itself. The real triggerer path
+    # is covered by tests/integration/airflow/test_real_airflow.py.
+    async with in_process_jid(tmp_path, sleep_seconds=0.2) as jid:
+        job = await _submit(jid, "Sleeper")
+        (event,) = [event async for event in _trigger(jid, job, end_from_trigger=True).run()]
+    assert type(event).__name__ == "TriggerEvent"
+    assert event.payload["status"] == "finished"
+    assert event.payload["job"]["status"] == "DONE"
+
+
+async def test_end_from_trigger_leaves_a_failed_job_to_the_worker(tmp_path) -> None:
+    async with in_process_jid(tmp_path) as jid:
+        job = await _submit(jid, "FailingTester")
+        (event,) = [event async for event in _trigger(jid, job, end_from_trigger=True).run()]
+    # A plain event: the worker resumes and raises with the log's last lines.
+    assert type(event).__name__ == "TriggerEvent"
+    assert event.payload["status"] == "finished"
+    assert event.payload["job"]["status"] == "FAILED"
+
+
+async def test_end_from_trigger_falls_back_to_the_worker_without_a_log(tmp_path) -> None:
+    async with in_process_jid(tmp_path, sleep_seconds=0.2) as jid:
+        job = await _submit(jid, "Sleeper")
+        jid.asgi.fail(lambda path: path.endswith("/job_log_file"), count=10_000)
+        (event,) = [event async for event in _trigger(jid, job, end_from_trigger=True).run()]
+    assert type(event).__name__ == "TriggerEvent"
+    assert event.payload["status"] == "finished"
+    assert event.payload["job"]["status"] == "DONE"
+    assert jid.asgi.refused >= 1
+
+
+async def test_started_in_the_triggerer_a_dry_run_without_comms_still_renders(tmp_path) -> None:
+    async with in_process_jid(tmp_path) as jid:
+        trigger = _trigger_class(jid.asgi)(
+            submit={"user": "tester"}, base_url=BASE, token=jid.token, end_from_trigger=True
+        )
+        trigger._task_instance = _RunContext(run_conf(jid.config, dryrun=True), "Tester")
+        (event,) = [event async for event in trigger.run()]
+    # The XCom push needs the triggerer's supervisor; without it the worker pushes.
+    assert event.payload["status"] == "rendered"
+    assert "Tester" in " ".join(event.payload["rendering"]["argv"])
