@@ -76,6 +76,37 @@ def test_kill_9_while_ten_jobs_run_then_restart(slurm_cluster: None, tmp_path: P
         scancel_quietly(list(tool_ids.values()))
 
 
+def test_kill_9_during_submissions_then_clients_retry(slurm_cluster: None, tmp_path: Path):
+    """A daemon killed while it submits: after a restart and the clients' retries,
+    every document has exactly one Slurm job and it runs to DONE."""
+    config = write_config(tmp_path / "cfg", sleep_seconds=1)
+    jid = JidProcess(tmp_path / "jid", [tmp_path / "cfg"])
+    docs = [control_document("Sleeper", config, key=f"midsubmit-{i}-{time.time_ns()}")
+            for i in range(10)]
+    keys = [d["_id"] for d in docs]
+    jid.start()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=10)
+    try:
+        # ten clients submit at once; the daemon dies while sbatch calls are under way
+        pending = [pool.submit(jid.post, f"/{EXPERIMENT}/start_job", d, 30.0) for d in docs]
+        time.sleep(0.5)
+        jid.kill()
+        concurrent.futures.wait(pending, timeout=60)
+        jid.start()
+        # every client retries its start_job, as the operator does after an error
+        tool_ids = {d["_id"]: value(jid.post(f"/{EXPERIMENT}/start_job", d))["tool_id"]
+                    for d in docs}
+        final = wait_statuses(jid, docs, timeout=180)
+        assert {k: d["status"] for k, d in final.items()} == dict.fromkeys(keys, "DONE")
+        assert {k: d["tool_id"] for k, d in final.items()} == tool_ids
+        assert tag_counts(keys) == Counter(dict.fromkeys(keys, 1))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        jid.stop()
+        scancel_quietly([j for j, c in squeue_comments().items()
+                         if c in {job_tag(k) for k in keys}])
+
+
 def test_controller_outage_gives_503_and_the_jid_recovers(slurm_cluster: None, tmp_path: Path):
     config = write_config(tmp_path / "cfg", sleep_seconds=4)
     jid = JidProcess(tmp_path / "jid", [tmp_path / "cfg"])
