@@ -54,7 +54,7 @@ DEFERRABLE_CONF_KEY = "jid_deferrable"
 DEFER_AFTER_CONF_KEY = "jid_defer_after"
 """A run's conf may set this (seconds, >= 0) to override ``defer_after``."""
 
-DEFAULT_DEFER_AFTER = 2.0
+DEFAULT_DEFER_AFTER = 1.0
 """Seconds a deferrable step waits in the worker before deferring (see ``defer_after``)."""
 
 
