@@ -214,6 +214,13 @@ class Stack:
                 "AIRFLOW__API__SECRET_KEY": sec["airflow_secret_key"],
                 "AIRFLOW__API_AUTH__JWT_SECRET": sec["airflow_jwt_secret"],
                 "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+                # A worker's task supervisor waits in select() for up to this
+                # many seconds; when it misses the task process's exit (seen
+                # after a deferral), the worker slot stays taken that long, so
+                # steps queued behind it start seconds late. 1 s bounds that
+                # stall at the price of one heartbeat a second per running
+                # task, which a laptop stack can afford (default 5).
+                "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(self.dag_refresh_s),
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(self.dag_refresh_s),
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.airflow_port + 1),
