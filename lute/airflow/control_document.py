@@ -113,6 +113,18 @@ class StepIdentity:
     try_number: int
     map_index: int = -1
 
+    @classmethod
+    def of(cls, ti: Any) -> StepIdentity:
+        """The identity of a task instance (anything with its id attributes)."""
+        map_index = getattr(ti, "map_index", None)
+        return cls(
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            try_number=int(ti.try_number or 1),
+            map_index=-1 if map_index is None else int(map_index),
+        )
+
     def uuid(self, kind: str) -> str:
         """The stable uuid of this try for ``kind``."""
         return step_uuid(

@@ -199,14 +199,7 @@ class JIDSlurmOperator(BaseOperator):
     def control_document(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """The control document of this try of this step."""
         ti = context["ti"]
-        map_index = getattr(ti, "map_index", None)
-        identity = StepIdentity(
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            task_id=ti.task_id,
-            try_number=int(ti.try_number or 1),
-            map_index=-1 if map_index is None else int(map_index),
-        )
+        identity = StepIdentity.of(ti)
         try:
             return build_control_document(
                 self._conf(context),

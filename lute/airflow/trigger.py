@@ -175,14 +175,7 @@ class JIDJobTrigger(BaseTrigger):
         context = ti.get_template_context()
         conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
         options = self.submit or {}
-        map_index = getattr(ti, "map_index", None)
-        identity = StepIdentity(
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            task_id=ti.task_id,
-            try_number=int(ti.try_number or 1),
-            map_index=-1 if map_index is None else int(map_index),
-        )
+        identity = StepIdentity.of(ti)
         doc = build_control_document(
             conf,
             ti.task_id,
