@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from jid_service.backends.slurm import job_tag
+from jid_service.service import HEALTH_CACHE_SECONDS
 from tests.integration.slurm.cluster import (
     frozen_slurmctld,
     scancel_quietly,
@@ -129,6 +130,8 @@ def test_controller_outage_gives_503_and_the_jid_recovers(slurm_cluster: None, t
         with frozen_slurmctld():
             frozen_at = time.monotonic()
             submit = pool.submit(jid.post, f"/{EXPERIMENT}/start_job", late, 120.0)
+            # a good health answer is reused for HEALTH_CACHE_SECONDS: probe after that
+            time.sleep(HEALTH_CACHE_SECONDS + 0.5)
             health = pool.submit(httpx.get, f"{jid.base}/healthz", timeout=120.0)
             saw_503 = None
             while time.monotonic() - frozen_at < OUTAGE_SECONDS:
