@@ -31,7 +31,6 @@ import getpass
 import json
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -39,28 +38,12 @@ from pathlib import Path
 
 from lute.launch.airflow_api import AirflowClient, AirflowNotFoundError
 from lute.launch.devstack import Stack
+from lute.launch.ports import free_port_block
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "lute_bench_parallel"
 TRIGGERER_DAG_ID = "lute_bench_parallel_triggerer"
-PORT_RANGE = range(33500, 33990, 7)
 
-
-def free_port_block(count: int, exclude: set[int] | None = None) -> int:
-    """The first port P of the range with P .. P+count-1 all bindable on 127.0.0.1."""
-    exclude = exclude or set()
-    for base in PORT_RANGE:
-        ports = range(base, base + count)
-        if exclude & set(ports):
-            continue
-        try:
-            for port in ports:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports in the benchmark's range")
 
 
 def write_config(directory: Path, seconds: float) -> Path:

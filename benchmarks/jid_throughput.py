@@ -27,7 +27,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,9 +39,10 @@ from typing import Any
 import httpx
 import yaml
 
+from lute.launch.ports import free_port_block
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = REPO_ROOT / "launch_scripts" / "submit_slurm.sh"
-PORTS = range(32000, 33000)
 EXPERIMENT = "bench0001"
 BATCH = 50
 ACTIVE_JOBS = 200
@@ -78,18 +78,6 @@ def serve_bare(port: int) -> None:
 
 
 # ------------------------------------------------------------------ helpers ---
-def free_port() -> int:
-    """A loopback port of the project's benchmark range nobody listens on."""
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit("no free port in 32000-32999")
-
-
 def rss_mb(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) of a process in MB."""
     fields = {}
@@ -368,10 +356,10 @@ def main() -> int:
 
         # both servers up at once, their load rounds alternating, so that other
         # work on a shared machine weighs on both alike
-        bare_port = free_port()
+        bare_port = free_port_block()
         bare = subprocess.Popen([sys.executable, __file__, "--serve-bare", str(bare_port)])
         wait_http(f"http://127.0.0.1:{bare_port}/healthz", bare)
-        port = free_port()
+        port = free_port_block()
         jid = start_jid(work, shim_dir, port)
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz", jid)

@@ -39,6 +39,7 @@ import httpx
 
 from lute.launch.devstack import REPO_ROOT, Stack
 from lute.launch.launcher import arp_context, build_conf, parse_args
+from lute.launch.ports import free_port_block
 
 TICK = re.compile(r"^\[Sleeper\] .*tick (\d+) at [\d.]+ s \(wall ([\d.]+)\)")
 
@@ -156,8 +157,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=12.0, help="Sleeper run time")
-    parser.add_argument("--airflow-port", type=int, default=34280)
-    parser.add_argument("--jid-port", type=int, default=34200)
+    parser.add_argument("--airflow-port", type=int, help="default: three free ports in a row")
+    parser.add_argument("--jid-port", type=int, help="default: a free port")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (logs, DBs)")
     opts = parser.parse_args()
 
@@ -165,7 +166,10 @@ def main() -> int:
         root = Path(opts.keep) if opts.keep else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         defs_dir = root / "defs"
-        stack = Stack(root / "stack", opts.airflow_port, opts.jid_port,
+        airflow_port = opts.airflow_port or free_port_block(3)
+        jid_port = opts.jid_port or free_port_block(
+            1, exclude=range(airflow_port, airflow_port + 3))
+        stack = Stack(root / "stack", airflow_port, jid_port,
                       extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir)},
                       wait_for_dags=["lute_bench_chain", "lute_bench_chain_python"])
         t0 = time.monotonic()

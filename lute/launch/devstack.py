@@ -9,7 +9,7 @@ token), waits until all are healthy, and writes the launcher's user config
 ``up`` recorded; ``status`` reports them. The state dir is ``.dev/`` under the
 repository root unless ``--state-dir`` or ``$LUTE_DEV_STATE_DIR`` says otherwise.
 
-The same machinery is importable: ``with Stack(state_dir, 34080, 34000) as s:``.
+The same machinery is importable: ``with Stack(state_dir, 28080, 28000) as s:``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from types import TracebackType
 import httpx
 import jwt
 
+from lute.launch.ports import port_is_free
 from lute.launch.processes import (
     ProcessRecord,
     log_tail,
@@ -288,6 +289,7 @@ class Stack:
                 f"a stack already runs from {self.state_dir} "
                 f"({', '.join(r.name for r in self.running())}); stop it first"
             )
+        self._check_ports()
         for d in (self.state_dir, self.log_dir, self.pid_dir, self.state_dir / "jid"):
             d.mkdir(parents=True, exist_ok=True)
         self._write_passwords()
@@ -310,6 +312,31 @@ class Stack:
             raise
         self._write_state()
         return self
+
+    def ports(self) -> dict[str, int]:
+        """Every loopback port this stack listens on, by what listens there."""
+        return {
+            "Airflow API server (--airflow-port)": self.airflow_port,
+            "Airflow worker log server (--airflow-port + 1)": self.airflow_port + 1,
+            "Airflow triggerer log server (--airflow-port + 2)": self.airflow_port + 2,
+            "JID (--jid-port)": self.jid_port,
+        }
+
+    def _check_ports(self) -> None:
+        # Checked before anything starts: a component that finds its port
+        # taken would otherwise die after the others are up.
+        taken = [f"{port} ({what})" for what, port in self.ports().items()
+                 if not port_is_free(port)]
+        if len(set(self.ports().values())) < len(self.ports()):
+            raise StackError(
+                f"the JID port {self.jid_port} overlaps the Airflow ports "
+                f"{self.airflow_port}-{self.airflow_port + 2}; choose another --jid-port"
+            )
+        if taken:
+            raise StackError(
+                f"port(s) already in use on 127.0.0.1: {', '.join(taken)}; "
+                "stop what holds them or choose other ports"
+            )
 
     def _migrate(self) -> None:
         log = self.log_dir / "db-migrate.log"

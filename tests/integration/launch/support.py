@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from lute.launch.devstack import REPO_ROOT, Stack
+from lute.launch.ports import free_port_block
 
 LAUNCHER = REPO_ROOT / "launch_scripts" / "launch_airflow.py"
 # variables of an ARP launch that must not leak from the developer's shell
@@ -18,6 +19,17 @@ ARP_VARS = ("Authorization", "EXPERIMENT", "RUN_NUM", "ARP_JOB_ID", "ARP_LOCATIO
             "JID_UPDATE_COUNTERS", "LUTE_LAUNCH_CONFIG", "LUTE_AIRFLOW_URL",
             "LUTE_AIRFLOW_USERNAME", "LUTE_AIRFLOW_PASSWORD", "LUTE_AIRFLOW_TOKEN",
             "LUTE_JID_URL", "LUTE_JID_TOKEN")
+
+
+def stack_ports() -> tuple[int, int]:
+    """Free (Airflow, JID) ports for a test stack: Airflow takes three in a row."""
+    airflow_port = free_port_block(3)
+    return airflow_port, free_port_block(1, exclude=range(airflow_port, airflow_port + 3))
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on: where a server is down."""
+    return free_port_block(1)
 
 
 @dataclass

@@ -18,6 +18,8 @@ from tests.integration.launch.support import (
     jid_jobs,
     launcher_env,
     run_launcher,
+    stack_ports,
+    unused_port,
     write_test_config,
 )
 
@@ -27,8 +29,9 @@ TEST_TASKS = ("Tester", "BinaryTester", "SocketTester", "WriteTester", "ReadTest
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, defs_dir):
     """One real stack for the whole module (start-up costs ~15 s)."""
+    airflow_port, jid_port = stack_ports()
     with Stack(
-        tmp_path_factory.mktemp("stack"), airflow_port=34080, jid_port=34000,
+        tmp_path_factory.mktemp("stack"), airflow_port=airflow_port, jid_port=jid_port,
         extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir)},
         wait_for_dags=["lute_test", "lute_test_failure"],
     ) as s:
@@ -141,8 +144,8 @@ def test_bad_config_exits_2_and_triggers_nothing(stack, env, tmp_path):
 def test_unreachable_or_refusing_exits_3_fast(stack, env, tmp_path):
     cfg = write_test_config(tmp_path / "cfg")
     cases = {
-        "airflow down": ({}, ["--airflow-url", "http://127.0.0.1:34999"]),
-        "jid down": ({"LUTE_JID_URL": "http://127.0.0.1:34998"}, []),
+        "airflow down": ({}, ["--airflow-url", f"http://127.0.0.1:{unused_port()}"]),
+        "jid down": ({"LUTE_JID_URL": f"http://127.0.0.1:{unused_port()}"}, []),
         "bad password": ({"LUTE_AIRFLOW_PASSWORD": "wrong"}, []),
         "bad jid token": ({"LUTE_JID_TOKEN": "not-a-token"}, []),
     }

@@ -14,6 +14,7 @@ from tests.integration.launch.support import (
     jid_jobs,
     launcher_env,
     run_launcher,
+    stack_ports,
     write_test_config,
 )
 
@@ -34,8 +35,9 @@ def _require_slurm() -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, defs_dir):
     _require_slurm()
+    airflow_port, jid_port = stack_ports()
     with Stack(
-        tmp_path_factory.mktemp("slurm_stack"), airflow_port=34180, jid_port=34100,
+        tmp_path_factory.mktemp("slurm_stack"), airflow_port=airflow_port, jid_port=jid_port,
         backend="slurm", extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir)},
         wait_for_dags=["lute_test"],
     ) as s:

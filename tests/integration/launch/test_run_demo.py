@@ -8,6 +8,7 @@ import subprocess
 
 from lute.launch.devstack import REPO_ROOT
 from lute.launch.processes import read_records
+from tests.integration.launch.support import stack_ports
 
 RUN_DEMO = REPO_ROOT / "launch_scripts" / "run_demo.sh"
 
@@ -21,8 +22,9 @@ def test_run_demo_twice(tmp_path):
     state = tmp_path / "dev"
     env = {k: v for k, v in os.environ.items()
            if k not in ("Authorization", "LUTE_LAUNCH_CONFIG", "EXPERIMENT", "RUN_NUM")}
-    env.update(LUTE_DEV_STATE_DIR=str(state), LUTE_DEMO_AIRFLOW_PORT="34380",
-               LUTE_DEMO_JID_PORT="34300", LUTE_DEMO_EXPERIMENT="cidemo",
+    airflow_port, jid_port = stack_ports()
+    env.update(LUTE_DEV_STATE_DIR=str(state), LUTE_DEMO_AIRFLOW_PORT=str(airflow_port),
+               LUTE_DEMO_JID_PORT=str(jid_port), LUTE_DEMO_EXPERIMENT="cidemo",
                LUTE_DEMO_RUN=str(7000 + os.getpid() % 1000))
     out_dir = REPO_ROOT / "work_dirs" / "demo" / f"cidemo_r{int(env['LUTE_DEMO_RUN']):04d}"
     for attempt in (1, 2):
