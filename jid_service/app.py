@@ -48,25 +48,48 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies above ``MAX_BODY_BYTES`` (413) before anything reads them."""
+    """Refuse bodies above ``MAX_BODY_BYTES`` (413) without holding more than that.
+
+    A declared ``Content-Length`` above the limit is refused before anything
+    reads the body; a body sent without one (chunked) is counted as it
+    arrives, and reading stops with a 413 as soon as the count passes the limit.
+    """
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.limit = limit
 
+    def _refusal(self) -> StarletteHTTPException:
+        return StarletteHTTPException(413, f"request body above {self.limit} bytes")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length":
-                    try:
-                        too_big = int(value) > self.limit
-                    except ValueError:
-                        too_big = True
-                    if too_big:
-                        response = _error(413, f"request body above {self.limit} bytes")
-                        await response(scope, receive, send)
-                        return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    exc = self._refusal()
+                    await _error(exc.status_code, exc.detail)(scope, receive, send)
+                    return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # FastAPI re-raises an HTTPException met while reading the
+                    # body, so the app's handler answers it in the envelope.
+                    raise self._refusal()
+            return message
+
+        await self.app(scope, counting_receive, send)
 
 
 class RequestMetricsMiddleware:

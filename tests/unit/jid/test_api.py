@@ -405,3 +405,36 @@ async def test_run_num_as_lute_launcher_sends_it(client, auth, doc) -> None:
     assert job["status"] == "DONE"
     r = await client.post(f"{BASE}/exp1/job_log_file", json=job, headers=auth)
     assert "RUN_NUM=12_2026-01-21T08:01:17.123456" in r.json()["value"]
+
+
+async def test_oversized_chunked_body_is_refused_while_it_arrives(client, auth) -> None:
+    chunk = b" " * (1024 * 1024)
+    sent = 0
+
+    async def body():
+        nonlocal sent
+        yield b"["
+        for _ in range(40):  # 40 MiB offered without a Content-Length
+            sent += 1
+            yield chunk
+        yield b"]"
+
+    r = await client.post(f"{BASE}/job_statuses", content=body(),
+                          headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json() == {"success": False, "value": None,
+                        "error": "request body above 16777216 bytes"}
+    assert sent <= 17  # reading stopped just past the 16 MiB limit
+
+
+async def test_chunked_body_under_the_limit_is_accepted(client, auth, doc) -> None:
+    payload = json.dumps([doc()] * 3).encode()
+
+    async def body():
+        for i in range(0, len(payload), 100):
+            yield payload[i:i + 100]
+
+    r = await client.post(f"{BASE}/job_statuses", content=body(),
+                          headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["value"]) == 3
