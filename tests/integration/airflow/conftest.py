@@ -1,6 +1,6 @@
 """Fixtures of the Airflow-side integration tests: a real JID process and a real Airflow 3.
 
-Both listen on loopback ports of this part's range (33000-33999), keep their
+Both listen on free loopback ports below the ephemeral range, keep their
 state in pytest's temporary directory, and are stopped (by the pid they were
 started with) when the module that uses them is done, so the rest of the
 suite does not carry an idle Airflow.
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.unit.airflow.support import REPO_ROOT, free_port_block, write_test_config
+from lute.launch.ports import free_port_block
+from tests.support.jid_server import JidServer
+from tests.unit.airflow.support import REPO_ROOT, write_test_config
 
 
 @dataclass
@@ -42,64 +42,13 @@ class JIDProcess:
         return json.dumps(conn)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def jid_process(tmp_path_factory) -> Iterator[JIDProcess]:
     """A real JID process with the local backend on a free loopback port."""
-    from jid_service.auth import issue_token
-
     root = tmp_path_factory.mktemp("jid")
-    secret = secrets.token_urlsafe(32)
-    port = free_port_block(1)
-    env = dict(os.environ)
-    env.update(
-        {
-            "JID_BACKEND": "local",
-            "JID_AUTH_SECRET": secret,
-            "JID_DB_URL": f"sqlite:///{root / 'jid.db'}",
-            "JID_STATE_DIR": str(root / "state"),
-            "JID_ALLOWED_CONFIG_ROOTS": json.dumps([str(root)]),
-            "JID_POLL_INTERVAL": "0.2",
-            "JID_LOCAL_MAX_PARALLEL": "4",
-        }
-    )
-    exe = Path(sys.executable).parent / "jid-service"
-    log = open(root / "jid.log", "wb")  # noqa: SIM115 - closed after the process
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"jid-service exited: {(root / 'jid.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("jid-service did not become healthy in 60 s")
-            time.sleep(0.2)
-        token = issue_token(secret, "airflow", "*", 24 * 3600, admin=True)
-        yield JIDProcess(url, port, token, write_test_config(root / "cfg"), root)
-    finally:
-        _stop(proc)
-        log.close()
+    with JidServer(root, [root], user="airflow", admin=True) as server:
+        yield JIDProcess(server.base, server.port, server.token,
+                         write_test_config(root / "cfg"), root)
 
 
 def run_dag_test(

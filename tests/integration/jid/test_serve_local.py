@@ -14,13 +14,9 @@ from pathlib import Path
 import jwt
 import pytest
 
-from .serve_process import (
-    EXPERIMENT,
-    ServeProcess,
-    control_document,
-    jid_service_argv,
-    write_task_config,
-)
+from tests.support.jid_server import jid_service_argv
+
+from .serve_process import EXPERIMENT, ServeProcess, control_document, write_task_config
 
 pytestmark = pytest.mark.timeout(240)
 

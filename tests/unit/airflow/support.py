@@ -1,4 +1,4 @@
-"""Helpers shared by the Airflow-side tests: configs, run confs, an in-process JID, ports."""
+"""Helpers shared by the Airflow-side tests: configs, run confs, an in-process JID."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import getpass
 import json
 import re
 import secrets
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-PORT_RANGE = range(33000, 33500, 5)
 
 
 def write_test_config(directory: Path, sleep_seconds: float = 2.0) -> Path:
@@ -61,22 +59,6 @@ def run_conf(config: Path, **extra: Any) -> dict[str, Any]:
     conf.update(extra)
     return conf
 
-
-def free_port_block(count: int = 1, exclude: set[int] | None = None) -> int:
-    """A port P in this part's range with P .. P+count-1 bindable on 127.0.0.1."""
-    exclude = exclude or set()
-    for base in PORT_RANGE:
-        ports = set(range(base, base + count))
-        if ports & exclude:
-            continue
-        try:
-            for port in ports:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port block in 33000-33499")
 
 
 class FaultInjector:
