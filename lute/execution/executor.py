@@ -133,7 +133,11 @@ class Executor:
                     skipped=True,
                 )
         from lute import __version__
+        from lute.execution.liveness import still_running
 
+        host = socket.gethostname()
+        for lost in db.mark_lost(host, still_running):
+            self.say(f"record {lost} was RUNNING on {host} but its process is gone: now LOST")
         run_id = db.start_run(
             managed_task=self._prefix,
             task=self.task_name,
@@ -141,7 +145,7 @@ class Executor:
             run=header.run,
             params=values,
             config_path=str(config.path),
-            hostname=socket.gethostname(),
+            hostname=host,
             pid=os.getpid(),
             slurm_job_id=os.environ.get("SLURM_JOB_ID"),
             lute_version=__version__,

@@ -11,7 +11,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +22,8 @@ DB_NAME = "lute.db"
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 FINAL_STATUSES = ("COMPLETED", "FAILED", "TIMEDOUT", "CANCELLED")
+LOST = "LOST"
+"""Status of a RUNNING record whose process ended without recording its end."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS task_runs (
@@ -249,6 +251,36 @@ class ResultsDB:
                     run_id,
                 ),
             )
+
+    def mark_lost(self, hostname: str,
+                  still_running: Callable[[int | None, str | None], bool]) -> list[int]:
+        """Mark ``hostname``'s RUNNING records whose process is gone as LOST; their ids.
+
+        A run killed with SIGKILL (the OOM killer, a node going down) never
+        records its end. Only records of this host can be checked: their
+        ``pid`` and ``started_at`` go to ``still_running``.
+        """
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT id, pid, started_at FROM task_runs WHERE status = 'RUNNING'"
+                " AND hostname = ?", (hostname,)
+            ).fetchall()
+        lost = [(r["id"], r["started_at"]) for r in rows
+                if not still_running(r["pid"], r["started_at"])]
+        if not lost:
+            return []
+        now = utc_now()
+        with self._write() as conn:
+            for run_id, started_at in lost:
+                duration = (datetime.fromisoformat(now)
+                            - datetime.fromisoformat(started_at)).total_seconds()
+                conn.execute(
+                    "UPDATE task_runs SET status = ?, ended_at = ?, duration_s = ?, error = ?"
+                    " WHERE id = ? AND status = 'RUNNING'",
+                    (LOST, now, duration,
+                     "its process ended without recording how (killed with SIGKILL?)", run_id),
+                )
+        return [run_id for run_id, _ in lost]
 
     # -- queries
     def get(self, run_id: int) -> TaskRun | None:

@@ -223,3 +223,33 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+def test_a_run_killed_with_sigkill_is_marked_lost_by_the_next_run(make_config, tmp_path):
+    config = make_config({"Sleep": {"seconds": 60, "print_interval": 0.1}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lute.run_task", "-c", str(config), "-t", "Sleeper"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    first_lines = ""
+    for line in proc.stdout:
+        first_lines += line
+        if "tick 1" in line:
+            break
+    proc.kill()  # no chance to record anything
+    proc.wait(timeout=30)
+    task_pid = int(re.search(r"Task process (\d+) started", first_lines).group(1))
+    if _alive(task_pid):  # the orphaned Task process would sleep on; it is not under test
+        os.kill(task_pid, signal.SIGKILL)
+    (killed,) = records(tmp_path)
+    assert killed.status == "RUNNING"  # what a SIGKILL leaves behind
+
+    outcome, log = run(config, "Tester")
+    assert outcome.status == "COMPLETED"
+    assert f"record {killed.id} was RUNNING on " in log and "now LOST" in log
+    by_id = {r.id: r for r in records(tmp_path)}
+    assert by_id[killed.id].status == "LOST"
+    assert by_id[killed.id].ended_at is not None and "SIGKILL" in by_id[killed.id].error
+    assert by_id[outcome.run_id].status == "COMPLETED"
