@@ -61,6 +61,18 @@ def test_tester_completes_with_log_and_record(slurm, tmp_path, job_env):
     )
 
 
+def test_kerberos_cache_reaches_the_job(slurm, tmp_path, job_env):
+    # the job's config reads $KRB5CCNAME: it is what -K handed to the batch job
+    cache = f"FILE:{tmp_path}/krb5cc_lute test"
+    config = write_config(tmp_path / "cfg", {"Test": {"str_var": "cache {{ $KRB5CCNAME }}"}})
+    env = {k: v for k, v in job_env.items() if k != "KRB5CCNAME"}
+    job = submit(["-c", str(config), "-t", "Tester", "-e", "xpp1", "-r", "2", "-K", cache],
+                 cwd=tmp_path, env=env)
+    assert wait_for_job(job) == ("COMPLETED", "0:0")
+    text = log_of(Path(env["LUTE_LOG_DIR"]), job).read_text()
+    assert f"str_var=cache {cache}" in text
+
+
 def test_frame_simulator_completes(slurm, tmp_path, job_env):
     config = write_config(
         tmp_path / "cfg",
