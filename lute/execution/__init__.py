@@ -1,1 +1,1 @@
-"""The Executor and the channel between it and its Task subprocess."""
+"""The Executor, the channel between it and its Task subprocess, and process liveness."""

@@ -26,23 +26,34 @@ def _boot_time() -> float | None:
     return None
 
 
-def process_start(pid: int) -> float | None:
-    """Wall-clock start (epoch seconds) of a live ``pid``; None if it is gone or a zombie.
+def start_ticks(pid: int) -> int | None:
+    """Kernel start time of ``pid`` in clock ticks since boot; None if gone or a zombie.
 
-    0.0 when the boot time cannot be read (alive, start unknown).
+    Together with the pid it names one process: a reused pid has another.
     """
     try:
         stat = (_PROC / str(pid) / "stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:
         return None
     # fields after the command name, which may itself contain spaces and ")"
     fields = stat.rsplit(")", 1)[1].split()
     if fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent
         return None
+    return int(fields[19])
+
+
+def process_start(pid: int) -> float | None:
+    """Wall-clock start (epoch seconds) of a live ``pid``; None if it is gone or a zombie.
+
+    0.0 when the boot time cannot be read (alive, start unknown).
+    """
+    ticks = start_ticks(pid)
+    if ticks is None:
+        return None
     boot = _boot_time()
     if boot is None:
         return 0.0
-    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def still_running(pid: int | None, recorded_at: str | None) -> bool:

@@ -20,18 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def _start_time(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (None if gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces: split after its closing paren
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] == "Z":  # a zombie has ended; it only waits to be reaped
-        return None
-    return int(fields[19])
+from lute.execution.liveness import start_ticks
 
 
 @dataclass(frozen=True)
@@ -45,7 +34,7 @@ class ProcessRecord:
 
     def is_alive(self) -> bool:
         """True while the recorded process (the same one, not a reused pid) runs."""
-        return _start_time(self.pid) == self.start_time
+        return start_ticks(self.pid) == self.start_time
 
     def write(self, pid_dir: Path) -> Path:
         """Write the record to ``<pid_dir>/<name>.pid`` (JSON) and return its path."""
@@ -99,7 +88,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    start = _start_time(proc.pid)
+    start = start_ticks(proc.pid)
     if start is None:  # ended before we could look: record it anyway, it is dead
         start = -1
     record = ProcessRecord(name=name, pid=proc.pid, start_time=start, log_path=log_path)
@@ -141,7 +130,7 @@ def _ours(rec: ProcessRecord) -> bool:
         return True
     if rec.start_time < 0:
         return False
-    return _start_time(rec.pid) is None and _group_alive(rec.pid)
+    return start_ticks(rec.pid) is None and _group_alive(rec.pid)
 
 
 def stop_records(

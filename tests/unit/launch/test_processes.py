@@ -6,7 +6,8 @@ import sys
 import time
 from dataclasses import replace
 
-from lute.launch.processes import ProcessRecord, _start_time, read_records, spawn, stop_records
+from lute.execution.liveness import start_ticks
+from lute.launch.processes import ProcessRecord, read_records, spawn, stop_records
 
 CHILD = (
     "import subprocess, sys, time; "
@@ -52,7 +53,7 @@ def test_a_reused_pid_is_never_signalled(tmp_path):
         proc.wait()
         # pid of `other` with a start time that is not its own; both were started
         # within one clock tick often enough that `true`'s own time may equal it
-        forged = replace(rec, pid=other.pid, start_time=_start_time(other.pid) + 1)
+        forged = replace(rec, pid=other.pid, start_time=start_ticks(other.pid) + 1)
         assert not forged.is_alive()
         stop_records([forged], tmp_path / "pids", timeout=1)
         assert other.poll() is None  # still running: not ours, not touched
