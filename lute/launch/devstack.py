@@ -325,13 +325,13 @@ class Stack:
     def _check_ports(self) -> None:
         # Checked before anything starts: a component that finds its port
         # taken would otherwise die after the others are up.
-        taken = [f"{port} ({what})" for what, port in self.ports().items()
-                 if not port_is_free(port)]
-        if len(set(self.ports().values())) < len(self.ports()):
+        ports = self.ports()
+        if len(set(ports.values())) < len(ports):
             raise StackError(
                 f"the JID port {self.jid_port} overlaps the Airflow ports "
                 f"{self.airflow_port}-{self.airflow_port + 2}; choose another --jid-port"
             )
+        taken = [f"{port} ({what})" for what, port in ports.items() if not port_is_free(port)]
         if taken:
             raise StackError(
                 f"port(s) already in use on 127.0.0.1: {', '.join(taken)}; "
