@@ -125,6 +125,13 @@ class JIDSettings(BaseSettings):
         ),
     )
     slurm_allowed_options: list[str] = Field(default_factory=lambda: list(DEFAULT_SLURM_OPTIONS))
+    slurm_unknown_grace: float = Field(
+        default=600.0, ge=0,
+        description=(
+            "seconds a job may be unknown to squeue and to an accounting source that "
+            "answered before it is reported FAILED (raw status UNKNOWN)"
+        ),
+    )
     poll_interval: float = Field(default=1.0, gt=0, le=60)
     local_max_parallel: int = Field(default=16, ge=1)
     local_command: list[str] | None = Field(

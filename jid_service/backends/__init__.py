@@ -38,5 +38,6 @@ def create_backend(settings: JIDSettings) -> Backend:
             max_parallel=settings.local_max_parallel,
         )
     if settings.backend == "slurm":
-        return module.SlurmBackend(settings.launcher, settings.effective_log_dir)
+        return module.SlurmBackend(settings.launcher, settings.effective_log_dir,
+                                   unknown_grace=settings.slurm_unknown_grace)
     return module.FirecrestBackend.from_settings(settings)

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from jid_service.backends.base import (
     BackendError,
     BackendJobState,
     BackendUnavailable,
+    JobStatus,
     LogChunk,
     Rendering,
     SubmissionRejected,
@@ -263,6 +265,9 @@ class SlurmBackend(Backend):
             clients give up after MessageTimeout (10 s by default) themselves.
         env: extra environment for every command (e.g. ``SLURM_CONF``).
         retry_after: the Retry-After hint of :class:`BackendUnavailable`.
+        unknown_grace: seconds a job may stay unknown to ``squeue`` and to a
+            fallback that answered before it is reported FAILED (raw status
+            ``UNKNOWN``) instead of waiting for ever.
     """
 
     name = "slurm"
@@ -277,6 +282,7 @@ class SlurmBackend(Backend):
         query_timeout: float = 20.0,
         env: Mapping[str, str] | None = None,
         retry_after: float = 10.0,
+        unknown_grace: float = 600.0,
     ) -> None:
         self.launcher = Path(launcher)
         self.log_dir = Path(log_dir)
@@ -285,6 +291,8 @@ class SlurmBackend(Backend):
         self.query_timeout = query_timeout
         self.extra_env = dict(env or {})
         self.retry_after = retry_after
+        self.unknown_grace = unknown_grace
+        self._unknown_since: dict[str, float] = {}
         self.calls: dict[str, int] = {}
         """How many processes of each command this backend ran (for metrics and tests)."""
 
@@ -444,9 +452,33 @@ class SlurmBackend(Backend):
             raise BackendError(f"squeue failed: {result.message}")
         states = parse_squeue(result.stdout if result.returncode == 0 else "", ids)
         missing = [i for i in ids if i not in states]
+        answered = True
         if missing:
-            states.update(await self.forgotten_statuses(missing))
+            found, answered = await self._forgotten(missing)
+            states.update(found)
+        self._expire_unknown(ids, states, answered)
         return states
+
+    def _expire_unknown(self, ids: list[str], states: dict[str, BackendJobState],
+                        answered: bool) -> None:
+        """Report FAILED the jobs no source has known for ``unknown_grace`` seconds.
+
+        A tick counts only when every source answered: an unreachable
+        accounting source says nothing about a job.
+        """
+        now = time.monotonic()
+        since = {i: t for i, t in self._unknown_since.items() if i in ids and i not in states}
+        if answered:
+            for job_id in ids:
+                if job_id not in states:
+                    since.setdefault(job_id, now)
+        self._unknown_since = since
+        for job_id, first in since.items():
+            if now - first >= self.unknown_grace:
+                log.warning("job %s unknown to Slurm for %.0f s: reported FAILED",
+                            job_id, now - first)
+                states[job_id] = BackendJobState(tool_id=job_id, status=JobStatus.FAILED,
+                                                 raw_status="UNKNOWN")
 
     async def forgotten_statuses(self, ids: list[str]) -> dict[str, BackendJobState]:
         """States of jobs ``squeue`` no longer lists, from one ``sacct`` process (or none).
@@ -454,9 +486,13 @@ class SlurmBackend(Backend):
         Never raises for an unreachable accounting source: the ids just stay
         unknown this tick.
         """
+        return (await self._forgotten(ids))[0]
+
+    async def _forgotten(self, ids: list[str]) -> tuple[dict[str, BackendJobState], bool]:
+        """``forgotten_statuses`` and whether the answer is conclusive (no source failed)."""
         mode = self.fallback
         if mode == "none" or not ids:
-            return {}
+            return {}, True
         argv = ["sacct", "-n", "-P", "-X", "-j", ",".join(ids), f"--format={SACCT_FORMAT}"]
         if mode == "jobcomp":
             # jobcomp/filetxt knows no -X, and JobIDRaw is JobID there
@@ -465,22 +501,22 @@ class SlurmBackend(Backend):
             result = await self._run(argv, self.query_timeout)
         except BackendUnavailable as exc:
             log.warning("sacct fallback: %s", exc)
-            return {}
+            return {}, False
         except BackendError as exc:  # no sacct on this host: stop asking
             log.warning("sacct fallback disabled: %s", exc)
             self.fallback = "none"
-            return {}
+            return {}, False
         if _ACCOUNTING_DISABLED in result.message.lower():
             if mode == "auto":
                 log.info("Slurm accounting is disabled: asking the jobcomp log from now on")
                 self.fallback = "jobcomp"
-            return {}
+            return {}, False
         if result.returncode != 0:
             log.warning("sacct fallback failed: %s", result.message)
-            return {}
+            return {}, False
         if mode == "auto":
             self.fallback = "sacct"
-        return parse_sacct(result.stdout, ids)
+        return parse_sacct(result.stdout, ids), True
 
     # ---------------------------------------------------------------- logs ---
     async def read_log(
