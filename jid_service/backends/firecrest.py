@@ -151,10 +151,13 @@ class _BearerAuth:
             self._source._token_expiration_ts = None  # type: ignore[attr-defined]
 
 
+def _key_digest(job_key: str) -> str:
+    return hashlib.sha256(job_key.encode()).hexdigest()[:12]
+
+
 def job_name(spec: SubmitSpec) -> str:
     """The Slurm job name: the task name and a digest of the job key, unique per job."""
-    digest = hashlib.sha256(spec.job_key.encode()).hexdigest()[:12]
-    return f"{spec.taskname}-{digest}"
+    return f"{spec.taskname}-{_key_digest(spec.job_key)}"
 
 
 def _check_name(field: str, value: str) -> str:
@@ -531,6 +534,26 @@ class FirecrestBackend(Backend):
         if not ids:
             return None
         return max(ids, key=lambda j: (len(j), j))
+
+    async def find_submitted(self, job_key: str) -> Submitted | None:
+        """The job an interrupted submission of ``job_key`` left, by its name; None if unlisted.
+
+        Every job's name ends with the digest of its key (:func:`job_name`). A
+        listing that fails raises, so the JID cannot mistake "cannot tell" for
+        "never submitted" and submit the job twice.
+        """
+        suffix = "-" + _key_digest(job_key)
+        jobs = await self._list_jobs("job lookup")
+        ids = [str(job.get("jobId")) for job in jobs if str(job.get("name", "")).endswith(suffix)]
+        ids = [job_id for job_id in ids if _JOB_ID.fullmatch(job_id)]
+        if not ids:
+            return None
+        tool_id = max(ids, key=lambda j: (len(j), j))
+        try:
+            log_path: str | None = await self._log_path_of(tool_id)
+        except BackendError:
+            log_path = None  # read_log asks the metadata again when it needs it
+        return Submitted(tool_id=tool_id, log_path=log_path)
 
     async def statuses(self, tool_ids: list[str]) -> dict[str, BackendJobState]:
         """States of the asked jobs from one listing call, plus a bounded fallback.

@@ -160,6 +160,37 @@ async def test_unanswered_submit_is_resent_when_the_job_is_not_listed(
     assert post.call_count == 2
 
 
+async def test_find_submitted_recovers_the_listed_job_with_its_log(
+    router: respx.MockRouter, backend
+):
+    spec = make_spec(job_key="interrupted-1")
+    out = f"{WORK_DIR}/Tester_xpptut15_r0012_2024-05-01T100000_%j.out"
+    router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": [
+        listed_job("39", "COMPLETED", name=job_name(make_spec(job_key="someone-else"))),
+        listed_job("40", "PENDING", name=job_name(spec)),
+    ]}))
+    router.get(f"{JOBS_URL}/40/metadata").mock(return_value=httpx.Response(
+        200, json={"jobs": [{"jobId": "40", "standardOutput": out}]}))
+    found = await backend.find_submitted("interrupted-1")
+    assert found is not None
+    assert (found.tool_id, found.log_path) == ("40", out.replace("%j", "40"))
+
+
+async def test_find_submitted_of_an_unlisted_key_is_none(router: respx.MockRouter, backend):
+    router.get(JOBS_URL).mock(return_value=httpx.Response(
+        200, json={"jobs": [listed_job("9", "RUNNING", name="Tester-0123456789ab")]}))
+    assert await backend.find_submitted("never-submitted") is None
+
+
+async def test_find_submitted_cannot_tell_when_the_listing_fails(
+    router: respx.MockRouter, backend
+):
+    # "cannot tell" must not read as "never submitted": that would submit twice
+    router.get(JOBS_URL).mock(return_value=httpx.Response(500, json={"message": "down"}))
+    with pytest.raises(BackendUnavailable):
+        await backend.find_submitted("interrupted-1")
+
+
 async def test_submit_without_job_id_is_an_error(router: respx.MockRouter, backend):
     router.post(JOBS_URL).mock(return_value=httpx.Response(201, json={"jobId": None}))
     with pytest.raises(BackendError, match="no job id"):
