@@ -123,7 +123,6 @@ class JobService:
         failed = await self._db(self.store.fail_interrupted_claims)
         if failed:
             log.warning("%d submission(s) interrupted by a previous stop marked FAILED", failed)
-        self._poller = asyncio.create_task(self._poll_loop(), name="jid-poller")
 
     async def stop(self) -> None:
         """Stop the poller and release the backend and the store."""

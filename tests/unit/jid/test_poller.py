@@ -150,3 +150,17 @@ async def test_backend_outage_answers_503_then_recovers(client, auth, doc, setti
     assert r.json()["value"][0]["status"] == "RUNNING"
     assert (await client.get("/healthz")).status_code == 200
     await client.post(f"{BASE}/exp1/kill_job", json=job, headers=auth)
+
+
+def _pollers() -> list[asyncio.Task]:
+    return [t for t in asyncio.all_tasks() if t.get_name() == "jid-poller" and not t.done()]
+
+
+async def test_exactly_one_poller_runs_and_none_outlives_the_app(settings) -> None:
+    # two pollers would apply stale snapshots over each other's newer states
+    # (a RUNNING job read back as SUBMITTED) and double every backend call
+    assert _pollers() == []
+    async with running_app(settings):
+        assert len(_pollers()) == 1
+    await asyncio.sleep(0)
+    assert _pollers() == []
