@@ -93,6 +93,8 @@ class JobService:
         self._changed = asyncio.Condition()
         self._nudge = asyncio.Event()
         self._health_lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        self.backend.on_change = lambda: loop.call_soon_threadsafe(self.nudge)
         await self._recover_interrupted_claims()
         self._poller = asyncio.create_task(self._poll_loop(), name="jid-poller")
 
@@ -198,8 +200,10 @@ class JobService:
 
     async def _poll_loop(self) -> None:
         assert self._nudge is not None
+        loop = asyncio.get_running_loop()
         failures = 0
         while True:
+            started = loop.time()
             try:
                 await self.poll_once()
                 self.ticks += 1
@@ -215,15 +219,21 @@ class JobService:
                 failures += 1
                 self.metrics.poll_ticks.labels("error").inc()
                 log.exception("poll tick failed")
-            await asyncio.sleep(min(MIN_TICK_GAP, self.settings.poll_interval))
             delay = self.settings.poll_interval * (2 ** min(failures, 4))
             delay = min(delay, max(MAX_POLL_BACKOFF, self.settings.poll_interval))
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
-            # a cancellation that races with the awaited event, and the poller
-            # would then never stop
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._nudge.wait()
+            # ticks start every ``delay`` seconds; a nudge brings the next one
+            # forward, but never closer than MIN_TICK_GAP to the last one
+            gap = min(MIN_TICK_GAP, delay) - (loop.time() - started)
+            if gap > 0:
+                await asyncio.sleep(gap)
+            remaining = delay - (loop.time() - started)
+            if remaining > 0:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+                # a cancellation that races with the awaited event, and the poller
+                # would then never stop
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._nudge.wait()
             self._nudge.clear()
 
     def require_fresh(self) -> None:

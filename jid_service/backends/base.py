@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -96,6 +97,10 @@ class Backend(abc.ABC):
     """Submit, poll, read logs of and cancel managed-task jobs."""
 
     name: str
+    on_change: Callable[[], None] | None = None
+    """Set by the JID; a backend that learns by itself that a job changed (the
+    local backend sees its runners exit) calls it, from any thread, so that the
+    poller ticks now instead of at its next interval."""
 
     @abc.abstractmethod
     async def submit(self, spec: SubmitSpec) -> Submitted:

@@ -34,6 +34,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -226,6 +227,17 @@ class LocalBackend(Backend):
                 return
         # the runner itself claims the job and records its pid (see local_runner)
         self._children[tool_id] = child
+        threading.Thread(target=self._report_exit, args=(child,), daemon=True,
+                         name=f"local-job-{tool_id}").start()
+
+    def _report_exit(self, child: subprocess.Popen[bytes]) -> None:
+        # the runner writes the job's outcome and then exits: tell the JID at
+        # once instead of leaving it to the next poll tick
+        child.wait()
+        notify = self.on_change
+        if notify is not None:
+            with contextlib.suppress(RuntimeError):  # the JID's loop has closed
+                notify()
 
     @staticmethod
     def _write_exit(job_dir: Path, exit_code: int | None, cancelled: bool) -> None:

@@ -11,7 +11,7 @@ from jid_service.backends.local import LocalBackend
 from jid_service.store import INTERRUPTED_RAW_STATUS, JobStore
 
 from .conftest import running_app
-from .test_api import BASE, start
+from .test_api import BASE, start, wait_final
 
 
 def _sample(client, name: str, **labels: str) -> float:
@@ -164,3 +164,29 @@ async def test_exactly_one_poller_runs_and_none_outlives_the_app(settings) -> No
         assert len(_pollers()) == 1
     await asyncio.sleep(0)
     assert _pollers() == []
+
+
+async def test_a_local_job_ending_is_seen_without_waiting_for_a_tick(settings, auth, doc) -> None:
+    # ticks 60 s apart: the job's end can only be seen this soon because the
+    # local backend reports its runner's exit and the poller ticks at once
+    slow = settings.model_copy(update={"poll_interval": 60.0})
+    async with running_app(slow) as client:
+        job = await start(client, doc(), auth)
+        done = await wait_final(client, job, auth, timeout=20)
+        assert done["status"] == "DONE"
+
+
+async def test_the_backend_can_nudge_the_poller_from_another_thread(settings) -> None:
+    async with running_app(settings.model_copy(update={"poll_interval": 60.0})) as client:
+        service = client.app.state.service
+        while service.ticks == 0:  # the first tick runs at start-up
+            await asyncio.sleep(0.02)
+        ticks = service.ticks
+        await asyncio.sleep(0.2)
+        assert service.ticks == ticks  # nothing due for a minute
+        await asyncio.to_thread(service.backend.on_change)
+        for _ in range(100):
+            if service.ticks > ticks:
+                break
+            await asyncio.sleep(0.02)
+        assert service.ticks == ticks + 1
