@@ -17,6 +17,7 @@ from jid_service.backends.base import JobStatus
 from jid_service.errors import ApiError
 from jid_service.models import (
     EXPERIMENT_PATTERN,
+    TASK_NAME_PATTERN,
     ControlDocument,
     Envelope,
     ErrorEnvelope,
@@ -24,6 +25,7 @@ from jid_service.models import (
     LogRequest,
     LogSlice,
     RenderedJob,
+    TaskDuration,
     WaitRequest,
 )
 from jid_service.service import JobService
@@ -157,6 +159,25 @@ async def render_job(
 ) -> Response:
     """The argv or batch script the backend would use for this document."""
     return ok(service.render(principal, experiment, doc).model_dump())
+
+
+@router.get(
+    "/{experiment}/typical_duration",
+    response_model=Envelope[TaskDuration],
+    responses=_errors(401, 403, 422, 503),
+    summary="How long a managed task's recent successful jobs took",
+)
+async def typical_duration(
+    experiment: ExperimentPath,
+    service: ServiceDep,
+    principal: PrincipalDep,
+    task: Annotated[str, Query(pattern=TASK_NAME_PATTERN, description="the managed task")],
+) -> Response:
+    """Median seconds from submission to end of the task's newest DONE jobs (up to 5).
+
+    The operator uses it to defer at once a step that usually runs long.
+    """
+    return ok((await service.typical_duration(principal, experiment, task)).model_dump())
 
 
 @router.get(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -28,7 +29,7 @@ from jid_service.backends.base import (
 )
 from jid_service.errors import ApiError
 from jid_service.metrics import Metrics
-from jid_service.models import ControlDocument, LogSlice, RenderedJob
+from jid_service.models import ControlDocument, LogSlice, RenderedJob, TaskDuration
 from jid_service.settings import JIDSettings
 from jid_service.store import JobRecord, JobStore, StateUpdate
 from jid_service.validation import submit_spec
@@ -446,6 +447,14 @@ class JobService:
             if current.finished or remaining <= 0:
                 return current.to_document()
             await self._until_changed(generation, remaining)
+
+    async def typical_duration(self, principal: Principal, experiment: str,
+                               task: str) -> TaskDuration:
+        """The median duration of the newest DONE jobs of ``task`` in ``experiment``."""
+        principal.require_experiment(experiment)
+        durations = await self._db(self.store.recent_durations, experiment, task)
+        return TaskDuration(task=task, runs=len(durations),
+                            median_seconds=statistics.median(durations) if durations else None)
 
     async def list_jobs(self, principal: Principal, experiment: str | None,
                         arp_root_job_id: str | None, status: str | None,

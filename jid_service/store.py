@@ -316,6 +316,32 @@ class JobStore:
                 changed += int(result.rowcount or 0)
         return changed
 
+    def recent_durations(self, experiment: str, task: str, sample: int = 5,
+                         scan: int = 500) -> list[float]:
+        """Seconds from submission to end of the newest ``sample`` DONE jobs of ``task``.
+
+        ``task`` is the control document's ``def.name`` (the managed task). Only
+        the newest ``scan`` DONE jobs of the experiment are looked at.
+        """
+        stmt = (
+            select(JobRow.id, JobRow.created_at, JobRow.updated_at, JobRow.document)
+            .where(JobRow.experiment == experiment, JobRow.status == JobStatus.DONE.value)
+            .order_by(JobRow.updated_at.desc())
+            .limit(scan)
+        )
+        out: list[float] = []
+        with self.engine.connect() as conn:
+            for row in conn.execute(stmt):
+                document = self._documents.get((row.id, row.created_at))
+                if document is None:
+                    document = json.loads(row.document)
+                definition = document.get("def")
+                if isinstance(definition, dict) and definition.get("name") == task:
+                    out.append(max(0.0, row.updated_at - row.created_at))
+                    if len(out) >= sample:
+                        break
+        return out
+
     def query(
         self,
         experiments: frozenset[str] | None,

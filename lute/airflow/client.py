@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from tenacity import (
@@ -199,12 +199,26 @@ class _ClientBase:
     def _path(self, endpoint: str) -> str:
         return f"{self.base_path}/{endpoint.lstrip('/')}"
 
+    @classmethod
+    def _duration_endpoint(cls, doc: Mapping[str, Any]) -> str:
+        name = (doc.get("def") or {}).get("name", "")
+        return f"{cls._experiment_endpoint(doc, 'typical_duration')}?{urlencode({'task': name})}"
+
     @staticmethod
     def _experiment_endpoint(doc: Mapping[str, Any], action: str) -> str:
         experiment = doc.get("experiment")
         if not experiment:
             raise JIDValidationError(f"control document has no experiment; cannot {action}")
         return f"{quote(str(experiment), safe='')}/{action}"
+
+
+def _median_seconds(value: Any) -> float | None:
+    median = value.get("median_seconds") if isinstance(value, dict) else None
+    if median is None:
+        return None
+    if not isinstance(median, int | float):
+        raise JIDProtocolError(f"typical_duration: median_seconds is not a number: {median!r}")
+    return float(median)
 
 
 class JIDClient(_ClientBase):
@@ -282,6 +296,17 @@ class JIDClient(_ClientBase):
     def render_job(self, doc: ControlDocument) -> dict:
         """Dry run: the exact submission ``{"backend", "argv", "script"}``; nothing submitted."""
         return self.request("POST", self._experiment_endpoint(doc, "render_job"), doc)
+
+    def typical_duration(self, doc: ControlDocument) -> float | None:
+        """Median seconds recent DONE jobs of ``doc``'s managed task took; None without any.
+
+        A hint, so one attempt and no retries: any trouble raises at once.
+        """
+        try:
+            value = self._once("GET", self._path(self._duration_endpoint(doc)), None, None)
+        except _RetryableError as exc:
+            raise exc.error from None
+        return _median_seconds(value)
 
     def wait(self, docs: Sequence[ControlDocument], timeout: float) -> list[ControlDocument]:
         """Long-poll until any status differs from the one sent, or ``timeout`` (<= 60 s)."""
@@ -370,6 +395,17 @@ class AsyncJIDClient(_ClientBase):
     async def render_job(self, doc: ControlDocument) -> dict:
         """Dry run: the exact submission ``{"backend", "argv", "script"}``; nothing submitted."""
         return await self.request("POST", self._experiment_endpoint(doc, "render_job"), doc)
+
+    async def typical_duration(self, doc: ControlDocument) -> float | None:
+        """Median seconds recent DONE jobs of ``doc``'s managed task took; None without any.
+
+        A hint, so one attempt and no retries: any trouble raises at once.
+        """
+        try:
+            value = await self._once("GET", self._path(self._duration_endpoint(doc)), None, None)
+        except _RetryableError as exc:
+            raise exc.error from None
+        return _median_seconds(value)
 
     async def wait(
         self, docs: Sequence[ControlDocument], timeout: float

@@ -57,6 +57,10 @@ DEFER_AFTER_CONF_KEY = "jid_defer_after"
 DEFAULT_DEFER_AFTER = 1.0
 """Seconds a deferrable step waits in the worker before deferring (see ``defer_after``)."""
 
+LONG_STEP_MARGIN = 5.0
+"""A managed task whose recent jobs took ``defer_after`` + this many seconds or more
+defers at once: waiting in the worker first would only hold a slot."""
+
 
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):
@@ -67,6 +71,18 @@ def _truthy(value: Any) -> bool:
 def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     """The last ``lines`` lines of a log."""
     return "\n".join((text or "").rstrip("\n").splitlines()[-lines:])
+
+
+def inline_wait(defer_after: float, typical_seconds: float | None) -> float:
+    """How long a deferrable step waits in the worker before deferring.
+
+    ``defer_after``, unless the managed task's recent jobs typically took
+    ``defer_after`` + LONG_STEP_MARGIN seconds or more: such a step would
+    defer anyway, so it defers at once and frees its worker slot sooner.
+    """
+    if typical_seconds is not None and typical_seconds >= defer_after + LONG_STEP_MARGIN:
+        return 0.0
+    return defer_after
 
 
 class JIDSlurmOperator(BaseOperator):
@@ -88,7 +104,9 @@ class JIDSlurmOperator(BaseOperator):
     :param defer_after: a deferrable step first waits this many seconds in the
         worker and defers only if its job is still running then, so a short job
         never pays the round trip through the triggerer (0: defer at once). The
-        run's conf key ``jid_defer_after`` overrides it.
+        run's conf key ``jid_defer_after`` overrides it. Without that key, a
+        step whose managed task's recent jobs took ``defer_after`` + 5 s or
+        more (the JID's ``typical_duration``) defers at once.
     :param end_from_trigger: a deferred job that ends ``DONE`` ends the task
         from the trigger (its log and job id are pushed as XComs with the
         event), without starting a worker to resume the task. Other outcomes
@@ -253,7 +271,7 @@ class JIDSlurmOperator(BaseOperator):
             )
             if job.get("status") not in FINISHED_STATUSES:
                 if self._deferrable_for(conf):
-                    job = self._wait_inline(client, job, self._defer_after_for(conf))
+                    job = self._wait_inline(client, job, self._inline_wait_for(client, job, conf))
                     if job.get("status") not in FINISHED_STATUSES:
                         self._defer_on(job, conf)
                 job = self._wait_blocking(client, job)
@@ -278,6 +296,22 @@ class JIDSlurmOperator(BaseOperator):
             timeout=self.execution_timeout if isinstance(self.execution_timeout, timedelta)
             else None,
         )
+
+    def _inline_wait_for(
+        self, client: JIDClient, job: dict[str, Any], conf: Mapping[str, Any]
+    ) -> float:
+        """Seconds to wait in the worker: the conf's or ``defer_after``, or 0 for a long task."""
+        if conf.get(DEFER_AFTER_CONF_KEY) is not None or self.defer_after == 0:
+            return self._defer_after_for(conf)
+        try:
+            typical = client.typical_duration(job)
+        except JIDError as exc:  # a JID without the figure, or trouble: no hint
+            self.log.info("no typical duration of %s (%s)", self.lute_task_id, exc)
+            return self.defer_after
+        seconds = inline_wait(self.defer_after, typical)
+        if seconds == 0 and typical is not None:
+            self.log.info("%s usually takes %.1f s: deferring at once", self.lute_task_id, typical)
+        return seconds
 
     def _wait_inline(
         self, client: JIDClient, job: dict[str, Any], seconds: float

@@ -132,3 +132,19 @@ def test_headers_and_retry_after_parsing() -> None:
 def test_repr_hides_token() -> None:
     client = AsyncJIDClient(BASE, token="s3cret")
     assert "s3cret" not in repr(client)
+
+
+async def test_typical_duration_is_a_hint_from_done_jobs(tmp_path) -> None:
+    async with in_process_jid(tmp_path) as jid, _client(jid) as client:
+        doc = _doc(jid)
+        assert await client.typical_duration(doc) is None  # no history yet
+        job = await client.start_job(doc)
+        while job["status"] not in ("DONE", "FAILED", "EXITED"):
+            job = (await client.wait([job], timeout=5))[0]
+        assert job["status"] == "DONE"
+        seconds = await client.typical_duration(doc)
+        assert seconds is not None and 0 < seconds < 60
+        jid.asgi.fail(lambda path: path.endswith("/typical_duration"), 5)
+        with pytest.raises(JIDUnavailableError):  # one attempt, no retries
+            await client.typical_duration(doc)
+        assert jid.asgi.refused == 1

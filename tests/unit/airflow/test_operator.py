@@ -6,7 +6,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 
 from lute.airflow.client import JIDClient, RetryPolicy
-from lute.airflow.operator import JIDSlurmOperator, log_tail
+from lute.airflow.operator import JIDSlurmOperator, inline_wait, log_tail
 
 
 def test_blocking_wait_gives_up_after_the_outage_timeout() -> None:
@@ -65,3 +65,22 @@ def test_start_in_triggerer_ends_the_task_from_the_trigger_by_default() -> None:
     )
     assert off.start_trigger_args.trigger_kwargs["end_from_trigger"] is False
     assert off.start_trigger_args.trigger_kwargs["push_return_value"] is False
+
+
+def test_a_task_that_usually_runs_long_defers_at_once() -> None:
+    assert inline_wait(1.0, None) == 1.0  # no history: the default
+    assert inline_wait(1.0, 0.4) == 1.0  # short jobs end during the inline wait
+    assert inline_wait(1.0, 5.9) == 1.0
+    assert inline_wait(1.0, 6.0) == 0.0  # would defer anyway: free the slot now
+    assert inline_wait(1.0, 1200.0) == 0.0
+    assert inline_wait(0.0, None) == 0.0
+
+
+def test_an_explicit_conf_wait_is_used_without_asking_the_jid() -> None:
+    op = JIDSlurmOperator(task_id="Tester")
+    # nothing listens on port 9: asking would fail, so it must not ask
+    with JIDClient("http://127.0.0.1:9", token="t") as client:
+        job = {"_id": "a", "status": "RUNNING", "experiment": "x", "def": {"name": "Tester"}}
+        assert op._inline_wait_for(client, job, {"jid_defer_after": 2.5}) == 2.5
+        # without the key it asks once; an unreachable JID leaves the default
+        assert op._inline_wait_for(client, job, {}) == 1.0

@@ -438,3 +438,25 @@ async def test_chunked_body_under_the_limit_is_accepted(client, auth, doc) -> No
                           headers={**auth, "Content-Type": "application/json"})
     assert r.status_code == 200, r.text
     assert len(r.json()["value"]) == 3
+
+
+async def test_typical_duration_of_a_task_from_its_done_jobs(client, auth, doc, token) -> None:
+    url = f"{BASE}/exp1/typical_duration"
+    r = await client.get(url, params={"task": "Tester"}, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["value"] == {"task": "Tester", "runs": 0, "median_seconds": None}
+    for _ in range(2):
+        done = await wait_final(client, await start(client, doc(), auth), auth)
+        assert done["status"] == "DONE"
+    failed = await wait_final(client, await start(client, doc("FailingTester"), auth), auth)
+    assert failed["status"] == "FAILED"
+    value = (await client.get(url, params={"task": "Tester"}, headers=auth)).json()["value"]
+    assert value["runs"] == 2 and 0 < value["median_seconds"] < 30
+    # only DONE jobs of that task count
+    value = (await client.get(url, params={"task": "FailingTester"}, headers=auth)).json()["value"]
+    assert value["runs"] == 0
+    other = {"Authorization": f"Bearer {token(experiments=['exp2'])}"}
+    assert (await client.get(url, params={"task": "Tester"}, headers=other)).status_code == 403
+    bad = await client.get(url, params={"task": "Tester; rm -rf /"}, headers=auth)
+    assert bad.status_code == 422 and "task" in bad.json()["error"]
+    assert (await client.get(url, headers=auth)).status_code == 422  # task is required
