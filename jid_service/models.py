@@ -17,7 +17,6 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 EXPERIMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # LUTE's launcher sends "<RUN>_<UTC isoformat()>", colons (and a "+00:00" offset) included
 RUN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$"
-TASK_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
 DocId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Experiment = Annotated[str, StringConstraints(pattern=EXPERIMENT_PATTERN)]
@@ -93,7 +92,7 @@ class LogRequest(_Strict):
 
 
 class TaskDuration(BaseModel):
-    """How long recent successful jobs of one managed task took (submission to end)."""
+    """How long recent successful jobs of one step took (submission to end)."""
 
     task: str
     runs: int = Field(description="how many recent DONE jobs the figure is from (at most 5)")

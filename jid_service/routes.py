@@ -17,7 +17,6 @@ from jid_service.backends.base import JobStatus
 from jid_service.errors import ApiError
 from jid_service.models import (
     EXPERIMENT_PATTERN,
-    TASK_NAME_PATTERN,
     ControlDocument,
     Envelope,
     ErrorEnvelope,
@@ -161,23 +160,21 @@ async def render_job(
     return ok(service.render(principal, experiment, doc).model_dump())
 
 
-@router.get(
+@router.post(
     "/{experiment}/typical_duration",
     response_model=Envelope[TaskDuration],
-    responses=_errors(401, 403, 422, 503),
-    summary="How long a managed task's recent successful jobs took",
+    responses=_errors(400, 401, 403, 422, 503),
+    summary="How long this step's recent successful jobs took",
 )
 async def typical_duration(
-    experiment: ExperimentPath,
-    service: ServiceDep,
-    principal: PrincipalDep,
-    task: Annotated[str, Query(pattern=TASK_NAME_PATTERN, description="the managed task")],
+    experiment: ExperimentPath, doc: ControlDocument, service: ServiceDep, principal: PrincipalDep
 ) -> Response:
-    """Median seconds from submission to end of the task's newest DONE jobs (up to 5).
+    """Median seconds from submission to end of the newest DONE jobs (up to 5) with the
+    document's ``def.name`` and ``def.parameters``; nothing is submitted.
 
     The operator uses it to defer at once a step that usually runs long.
     """
-    return ok((await service.typical_duration(principal, experiment, task)).model_dump())
+    return ok((await service.typical_duration(principal, experiment, doc)).model_dump())
 
 
 @router.get(

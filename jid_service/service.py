@@ -449,10 +449,15 @@ class JobService:
             await self._until_changed(generation, remaining)
 
     async def typical_duration(self, principal: Principal, experiment: str,
-                               task: str) -> TaskDuration:
-        """The median duration of the newest DONE jobs of ``task`` in ``experiment``."""
+                               doc: ControlDocument) -> TaskDuration:
+        """The median duration of the newest DONE jobs of the step ``doc`` describes."""
         principal.require_experiment(experiment)
-        durations = await self._db(self.store.recent_durations, experiment, task)
+        if doc.experiment != experiment:
+            raise ApiError(422, f"experiment: document says {doc.experiment!r} "
+                                f"but the path says {experiment!r}")
+        task = doc.definition.name
+        durations = await self._db(self.store.recent_durations, experiment, task,
+                                   doc.definition.parameters)
         return TaskDuration(task=task, runs=len(durations),
                             median_seconds=statistics.median(durations) if durations else None)
 

@@ -316,12 +316,14 @@ class JobStore:
                 changed += int(result.rowcount or 0)
         return changed
 
-    def recent_durations(self, experiment: str, task: str, sample: int = 5,
-                         scan: int = 500) -> list[float]:
-        """Seconds from submission to end of the newest ``sample`` DONE jobs of ``task``.
+    def recent_durations(self, experiment: str, task: str, parameters: str,
+                         sample: int = 5, scan: int = 500) -> list[float]:
+        """Seconds from submission to end of the newest ``sample`` DONE jobs of one step.
 
-        ``task`` is the control document's ``def.name`` (the managed task). Only
-        the newest ``scan`` DONE jobs of the experiment are looked at.
+        A step is the control document's ``def.name`` (the managed task) with
+        the same ``def.parameters`` (its config and Slurm options): the same
+        task on another config may take far longer or shorter. Only the newest
+        ``scan`` DONE jobs of the experiment are looked at.
         """
         stmt = (
             select(JobRow.id, JobRow.created_at, JobRow.updated_at, JobRow.document)
@@ -336,7 +338,8 @@ class JobStore:
                 if document is None:
                     document = json.loads(row.document)
                 definition = document.get("def")
-                if isinstance(definition, dict) and definition.get("name") == task:
+                if isinstance(definition, dict) and definition.get("name") == task \
+                        and definition.get("parameters") == parameters:
                     out.append(max(0.0, row.updated_at - row.created_at))
                     if len(out) >= sample:
                         break

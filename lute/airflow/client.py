@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpx
 from tenacity import (
@@ -199,11 +199,6 @@ class _ClientBase:
     def _path(self, endpoint: str) -> str:
         return f"{self.base_path}/{endpoint.lstrip('/')}"
 
-    @classmethod
-    def _duration_endpoint(cls, doc: Mapping[str, Any]) -> str:
-        name = (doc.get("def") or {}).get("name", "")
-        return f"{cls._experiment_endpoint(doc, 'typical_duration')}?{urlencode({'task': name})}"
-
     @staticmethod
     def _experiment_endpoint(doc: Mapping[str, Any], action: str) -> str:
         experiment = doc.get("experiment")
@@ -303,7 +298,8 @@ class JIDClient(_ClientBase):
         A hint, so one attempt and no retries: any trouble raises at once.
         """
         try:
-            value = self._once("GET", self._path(self._duration_endpoint(doc)), None, None)
+            endpoint = self._experiment_endpoint(doc, "typical_duration")
+            value = self._once("POST", self._path(endpoint), doc, None)
         except _RetryableError as exc:
             raise exc.error from None
         return _median_seconds(value)
@@ -402,7 +398,8 @@ class AsyncJIDClient(_ClientBase):
         A hint, so one attempt and no retries: any trouble raises at once.
         """
         try:
-            value = await self._once("GET", self._path(self._duration_endpoint(doc)), None, None)
+            endpoint = self._experiment_endpoint(doc, "typical_duration")
+            value = await self._once("POST", self._path(endpoint), doc, None)
         except _RetryableError as exc:
             raise exc.error from None
         return _median_seconds(value)

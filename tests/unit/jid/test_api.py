@@ -440,9 +440,11 @@ async def test_chunked_body_under_the_limit_is_accepted(client, auth, doc) -> No
     assert len(r.json()["value"]) == 3
 
 
-async def test_typical_duration_of_a_task_from_its_done_jobs(client, auth, doc, token) -> None:
+async def test_typical_duration_of_a_step_from_its_done_jobs(client, auth, doc, token,
+                                                             config_root) -> None:
     url = f"{BASE}/exp1/typical_duration"
-    r = await client.get(url, params={"task": "Tester"}, headers=auth)
+    step = doc()
+    r = await client.post(url, json=step, headers=auth)
     assert r.status_code == 200, r.text
     assert r.json()["value"] == {"task": "Tester", "runs": 0, "median_seconds": None}
     for _ in range(2):
@@ -450,13 +452,19 @@ async def test_typical_duration_of_a_task_from_its_done_jobs(client, auth, doc, 
         assert done["status"] == "DONE"
     failed = await wait_final(client, await start(client, doc("FailingTester"), auth), auth)
     assert failed["status"] == "FAILED"
-    value = (await client.get(url, params={"task": "Tester"}, headers=auth)).json()["value"]
+    value = (await client.post(url, json=step, headers=auth)).json()["value"]
     assert value["runs"] == 2 and 0 < value["median_seconds"] < 30
-    # only DONE jobs of that task count
-    value = (await client.get(url, params={"task": "FailingTester"}, headers=auth)).json()["value"]
+    # only DONE jobs of the same task with the same parameters count
+    value = (await client.post(url, json=doc("FailingTester"), headers=auth)).json()["value"]
     assert value["runs"] == 0
+    (config_root / "other.yaml").write_text("title: other\n")
+    other_config = doc(params=f"--taskname Tester --config {config_root / 'other.yaml'}")
+    value = (await client.post(url, json=other_config, headers=auth)).json()["value"]
+    assert value["runs"] == 0
+    listed = (await client.get(f"{BASE}/jobs", headers=auth)).json()["value"]
+    assert len(listed) == 3  # asking submitted nothing
     other = {"Authorization": f"Bearer {token(experiments=['exp2'])}"}
-    assert (await client.get(url, params={"task": "Tester"}, headers=other)).status_code == 403
-    bad = await client.get(url, params={"task": "Tester; rm -rf /"}, headers=auth)
-    assert bad.status_code == 422 and "task" in bad.json()["error"]
-    assert (await client.get(url, headers=auth)).status_code == 422  # task is required
+    assert (await client.post(url, json=step, headers=other)).status_code == 403
+    bad = await client.post(f"{BASE}/exp2/typical_duration", json=step,
+                            headers={"Authorization": f"Bearer {token(experiments='*')}"})
+    assert bad.status_code == 422 and "experiment" in bad.json()["error"]
