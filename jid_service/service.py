@@ -32,7 +32,7 @@ from jid_service.metrics import Metrics
 from jid_service.models import ControlDocument, LogSlice, RenderedJob, TaskDuration
 from jid_service.settings import JIDSettings
 from jid_service.store import JobRecord, JobStore, StateUpdate
-from jid_service.validation import submit_spec
+from jid_service.validation import check_document_experiment, submit_spec
 
 log = logging.getLogger(__name__)
 
@@ -257,9 +257,7 @@ class JobService:
                         doc: ControlDocument) -> dict[str, Any]:
         """Submit ``doc`` once: a repeated ``_id`` returns the stored job."""
         self.check_caller(principal, experiment, doc)
-        if doc.experiment != experiment:
-            raise ApiError(422, f"experiment: document says {doc.experiment!r} "
-                                f"but the path says {experiment!r}")
+        check_document_experiment(doc, experiment)
         spec: SubmitSpec | None = None
         for _attempt in range(3):
             existing = await self._db(self.store.get, doc.id)
@@ -381,9 +379,7 @@ class JobService:
                          doc: ControlDocument) -> JobRecord:
         """The stored job ``doc`` names, posted under ``experiment``; 404 when unknown."""
         principal.require_experiment(experiment)
-        if doc.experiment != experiment:
-            raise ApiError(422, f"experiment: document says {doc.experiment!r} "
-                                f"but the path says {experiment!r}")
+        check_document_experiment(doc, experiment)
         record = await self._db(self.store.get, doc.id)
         if record is None or record.experiment != experiment:
             raise ApiError(404, f"no job with _id {doc.id!r} in experiment {experiment!r}")
@@ -452,9 +448,7 @@ class JobService:
                                doc: ControlDocument) -> TaskDuration:
         """The median duration of the newest DONE jobs of the step ``doc`` describes."""
         principal.require_experiment(experiment)
-        if doc.experiment != experiment:
-            raise ApiError(422, f"experiment: document says {doc.experiment!r} "
-                                f"but the path says {experiment!r}")
+        check_document_experiment(doc, experiment)
         task = doc.definition.name
         durations = await self._db(self.store.recent_durations, experiment, task,
                                    doc.definition.parameters)

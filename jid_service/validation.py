@@ -205,14 +205,19 @@ def parse_parameters(
     return taskname, check_config_path(config, settings), debug, tuple(slurm)
 
 
-def submit_spec(
-    doc: ControlDocument, experiment: str, user: str, settings: JIDSettings
-) -> SubmitSpec:
-    """Validate ``doc`` (posted under ``experiment`` by ``user``) into a SubmitSpec."""
+def check_document_experiment(doc: ControlDocument, experiment: str) -> None:
+    """422 unless ``doc`` belongs to the ``experiment`` its request was posted under."""
     if doc.experiment != experiment:
         raise _reject(
             f"experiment: document says {doc.experiment!r} but the path says {experiment!r}"
         )
+
+
+def submit_spec(
+    doc: ControlDocument, experiment: str, user: str, settings: JIDSettings
+) -> SubmitSpec:
+    """Validate ``doc`` (posted under ``experiment`` by ``user``) into a SubmitSpec."""
+    check_document_experiment(doc, experiment)
     check_executable(doc.definition.executable, settings)
     taskname, config, debug, slurm_args = parse_parameters(doc.definition.parameters, settings)
     return SubmitSpec(
