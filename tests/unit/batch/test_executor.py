@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lute.execution.liveness import start_ticks
 from lute.io.db import ResultsDB
 from lute.managed_tasks import get_managed_task
 from lute.run_task import main as run_task_main
@@ -189,8 +190,8 @@ def test_cli_in_process_main(make_config):
     assert run_task_main(["-c", str(make_config({})), "-t", "Tester", "--skip-done"]) == 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_is_forwarded_and_recorded_as_cancelled(make_config, tmp_path, sig):
+def _running_sleeper(make_config) -> tuple[Path, subprocess.Popen[str], int]:
+    """lute-run-task running a 60 s Sleeper, once its Task is ticking; the Task's pid."""
     config = make_config({"Sleep": {"seconds": 60, "print_interval": 0.1}})
     proc = subprocess.Popen(
         [sys.executable, "-m", "lute.run_task", "-c", str(config), "-t", "Sleeper"],
@@ -203,6 +204,14 @@ def test_signal_is_forwarded_and_recorded_as_cancelled(make_config, tmp_path, si
         first_lines += line
         if "tick 1" in line:
             break
+    match = re.search(r"Task process (\d+) started", first_lines)
+    assert match is not None, first_lines
+    return config, proc, int(match.group(1))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_is_forwarded_and_recorded_as_cancelled(make_config, tmp_path, sig):
+    _config, proc, task_pid = _running_sleeper(make_config)
     proc.send_signal(sig)
     rest = proc.stdout.read()
     assert proc.wait(timeout=30) == 128 + sig
@@ -210,37 +219,20 @@ def test_signal_is_forwarded_and_recorded_as_cancelled(make_config, tmp_path, si
     (rec,) = records(tmp_path)
     assert rec.status == "CANCELLED"
     # the Task process is gone too (PID 1 may reap it a moment late)
-    pid = int(re.search(r"Task process (\d+) started", first_lines).group(1))
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and _alive(task_pid):
         time.sleep(0.1)
-    assert not _alive(pid)
+    assert not _alive(task_pid)
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
+    return start_ticks(pid) is not None  # gone and zombie both count as ended
 
 
 def test_a_run_killed_with_sigkill_is_marked_lost_by_the_next_run(make_config, tmp_path):
-    config = make_config({"Sleep": {"seconds": 60, "print_interval": 0.1}})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lute.run_task", "-c", str(config), "-t", "Sleeper"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    first_lines = ""
-    for line in proc.stdout:
-        first_lines += line
-        if "tick 1" in line:
-            break
+    config, proc, task_pid = _running_sleeper(make_config)
     proc.kill()  # no chance to record anything
     proc.wait(timeout=30)
-    task_pid = int(re.search(r"Task process (\d+) started", first_lines).group(1))
     if _alive(task_pid):  # the orphaned Task process would sleep on; it is not under test
         os.kill(task_pid, signal.SIGKILL)
     (killed,) = records(tmp_path)
