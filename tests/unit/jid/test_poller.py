@@ -50,13 +50,18 @@ async def test_clients_never_call_the_backend(client, auth, doc) -> None:
         await client.post(f"{BASE}/exp1/kill_job", json=job, headers=auth)
 
 
-async def test_start_drops_an_interrupted_claim_that_was_never_submitted(settings, auth) -> None:
-    """A claim whose submission never reached the backend is forgotten: a retry submits it."""
+def _leave_claim(settings, job_id: str) -> None:
+    """A claim with no backend id: what a daemon killed mid-submission leaves in the store."""
     store = JobStore(settings.effective_db_url)
-    doc = {"_id": "half-done", "experiment": "exp1", "run_num": "1",
+    doc = {"_id": job_id, "experiment": "exp1", "run_num": "1",
            "def": {"_id": "d", "name": "Tester"}}
     assert store.claim(doc, "exp1", "alice")
     store.close()
+
+
+async def test_start_drops_an_interrupted_claim_that_was_never_submitted(settings, auth) -> None:
+    """A claim whose submission never reached the backend is forgotten: a retry submits it."""
+    _leave_claim(settings, "half-done")
     async with running_app(settings) as client:
         r = await client.get(f"{BASE}/jobs", headers=auth)
         assert r.json()["value"] == []
@@ -64,11 +69,7 @@ async def test_start_drops_an_interrupted_claim_that_was_never_submitted(setting
 
 async def test_start_records_an_interrupted_submission_the_backend_has(settings, auth) -> None:
     """A daemon killed between the backend's submit and recording the id loses nothing."""
-    store = JobStore(settings.effective_db_url)
-    doc = {"_id": "half-done", "experiment": "exp1", "run_num": "1",
-           "def": {"_id": "d", "name": "Tester"}}
-    assert store.claim(doc, "exp1", "alice")
-    store.close()
+    _leave_claim(settings, "half-done")
     backend = create_backend(settings)
     spec = SubmitSpec(job_key="half-done", experiment="exp1", run="1", user="alice",
                       taskname="Tester",
@@ -88,11 +89,7 @@ async def test_start_fails_interrupted_claims_a_backend_cannot_settle(settings, 
         raise NotImplementedError
 
     monkeypatch.setattr(LocalBackend, "find_submitted", cannot_tell)
-    store = JobStore(settings.effective_db_url)
-    doc = {"_id": "half-done", "experiment": "exp1", "run_num": "1",
-           "def": {"_id": "d", "name": "Tester"}}
-    assert store.claim(doc, "exp1", "alice")
-    store.close()
+    _leave_claim(settings, "half-done")
     async with running_app(settings) as client:
         r = await client.get(f"{BASE}/jobs", headers=auth)
         (job,) = r.json()["value"]
