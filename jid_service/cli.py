@@ -16,8 +16,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from jid_service.auth import MIN_SECRET_LENGTH, issue_token
-from jid_service.backends.base import JobStatus
 from jid_service.settings import JIDSettings, load_settings
+from lute.job_status import JobStatus
 
 DEFAULT_PORT = 28000
 

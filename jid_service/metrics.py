@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from jid_service.backends.base import JobStatus
+from lute.job_status import JobStatus
 
 
 class Metrics:

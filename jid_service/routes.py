@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from jid_service.auth import Principal, principal_from_header
-from jid_service.backends.base import JobStatus
 from jid_service.errors import ApiError
 from jid_service.models import (
     EXPERIMENT_PATTERN,
@@ -28,6 +27,7 @@ from jid_service.models import (
     WaitRequest,
 )
 from jid_service.service import JobService
+from lute.job_status import JobStatus
 
 BASE_PATH = "/jid/ws"
 

@@ -28,6 +28,7 @@ from jid_service.backends.base import (
     SubmitSpec,
 )
 from jid_service.errors import ApiError
+from jid_service.log_text import utf8_tail
 from jid_service.metrics import Metrics
 from jid_service.models import ControlDocument, LogSlice, RenderedJob, TaskDuration
 from jid_service.settings import JIDSettings
@@ -417,13 +418,9 @@ class JobService:
                 break
         if offset <= limit:
             return previous + text
-        data = (previous + text).encode()[-limit:]
-        start = 0
-        while start < len(data) and data[start] & 0xC0 == 0x80:  # inside a UTF-8 character
-            start += 1
-        tail = data[start:]
-        omitted = offset - len(tail)
-        return f"[... the first {omitted} bytes of the log omitted ...]\n{tail.decode()}"
+        tail = utf8_tail(previous + text, limit)
+        omitted = offset - len(tail.encode())
+        return f"[... the first {omitted} bytes of the log omitted ...]\n{tail}"
 
     async def kill(self, record: JobRecord) -> dict[str, Any]:
         """Cancel the job and wait (bounded) until the poller sees it ended."""

@@ -33,9 +33,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from jid_service.backends.base import JobStatus
+from lute.job_status import ACTIVE_STATUSES, JobStatus
 
-ACTIVE_STATUSES = (JobStatus.SUBMITTED.value, JobStatus.RUNNING.value)
 CLAIM_RAW_STATUS = "CLAIMED"
 """``raw_status`` of a row whose submission is in progress (no ``tool_id`` yet)."""
 INTERRUPTED_RAW_STATUS = "SUBMISSION_INTERRUPTED"

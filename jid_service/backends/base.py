@@ -8,26 +8,13 @@ backend never parses caller text itself.
 from __future__ import annotations
 
 import abc
-import enum
 from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class JobStatus(str, enum.Enum):  # noqa: UP042 - str mix-in: JSON and == with strings
-    """ARP job statuses."""
-
-    SUBMITTED = "SUBMITTED"
-    RUNNING = "RUNNING"
-    DONE = "DONE"
-    FAILED = "FAILED"
-    EXITED = "EXITED"
-
-    @property
-    def finished(self) -> bool:
-        """True once the job can no longer change state."""
-        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.EXITED)
+from jid_service.log_text import LogChunk
+from lute.job_status import JobStatus
 
 
 class SubmitSpec(BaseModel):
@@ -59,14 +46,6 @@ class BackendJobState(BaseModel):
     status: JobStatus
     raw_status: str
     exit_code: int | None = None
-
-
-class LogChunk(BaseModel):
-    """Bytes of a job's log from an offset."""
-
-    text: str
-    offset: int
-    next_offset: int
 
 
 class Rendering(BaseModel):
@@ -153,30 +132,3 @@ def log_path_for(log_dir: Path, spec: SubmitSpec, date: str, job_id: str) -> Pat
     run = spec.run.split("_", 1)[0]
     run_part = f"{int(run):04d}" if run.isdigit() else run
     return log_dir / f"{spec.taskname}_{spec.experiment}_r{run_part}_{date}_{job_id}.out"
-
-
-def read_text_chunk(path: Path, offset: int, limit: int) -> LogChunk:
-    """Read up to ``limit`` bytes of a text file from ``offset`` as a LogChunk.
-
-    A multi-byte UTF-8 character cut by ``limit`` is left for the next read
-    (``next_offset`` stops before it), so chunks concatenate to the file's
-    text. A missing file reads as empty (the job has not written yet).
-    """
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read(limit)
-            at_end = len(data) < limit or not fh.read(1)
-    except FileNotFoundError:
-        return LogChunk(text="", offset=offset, next_offset=offset)
-    if not at_end:
-        # drop a trailing incomplete UTF-8 sequence (at most 3 bytes)
-        for back in range(1, min(4, len(data)) + 1):
-            byte = data[-back]
-            if byte & 0xC0 != 0x80:  # a lead byte or ASCII
-                need = 1 if byte < 0x80 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-                if need > back and back < len(data):  # never return nothing
-                    data = data[:-back]
-                break
-    return LogChunk(text=data.decode("utf-8", errors="replace"), offset=offset,
-                    next_offset=offset + len(data))

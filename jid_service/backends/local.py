@@ -43,14 +43,13 @@ from jid_service.backends.base import (
     Backend,
     BackendJobState,
     BackendUnavailable,
-    JobStatus,
-    LogChunk,
     Rendering,
     SubmitSpec,
     Submitted,
     log_path_for,
-    read_text_chunk,
 )
+from jid_service.log_text import LogChunk, read_log_chunk
+from lute.job_status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +331,7 @@ class LocalBackend(Backend):
             except (OSError, ValueError, KeyError):
                 return LogChunk(text="", offset=offset, next_offset=offset)
             log_path = spec["log_path"]
-        return await asyncio.to_thread(read_text_chunk, Path(log_path), offset, limit)
+        return await asyncio.to_thread(read_log_chunk, Path(log_path), offset, limit)
 
     async def cancel(self, tool_id: str) -> None:
         """Cancel: drop a queued job, or SIGTERM a running one's process group."""

@@ -40,14 +40,14 @@ from jid_service.backends.base import (
     BackendError,
     BackendJobState,
     BackendUnavailable,
-    JobStatus,
-    LogChunk,
     Rendering,
     SubmissionRejected,
     SubmitSpec,
     Submitted,
 )
 from jid_service.backends.states import ExitCode, map_state, parse_exit_code
+from jid_service.log_text import LogChunk, read_log_chunk
+from lute.job_status import JobStatus
 
 if TYPE_CHECKING:
     from jid_service.settings import JIDSettings
@@ -200,55 +200,6 @@ def parse_submitted_job_id(stdout: str) -> str | None:
         if candidate.isdigit():
             return candidate
     return None
-
-
-def _complete_utf8_prefix(data: bytes) -> int:
-    """Length of ``data`` without a trailing, incomplete UTF-8 sequence."""
-    size = len(data)
-    # the lead byte of the last sequence is at most 4 bytes from the end
-    for back in range(1, min(4, size) + 1):
-        byte = data[size - back]
-        if 0x80 <= byte < 0xC0:  # continuation byte: keep looking for its lead
-            continue
-        if byte < 0x80:
-            return size
-        if byte < 0xE0:
-            needed = 2
-        elif byte < 0xF0:
-            needed = 3
-        elif byte < 0xF8:
-            needed = 4
-        else:  # not a lead byte: invalid input, decoded as U+FFFD
-            return size
-        return size if back >= needed else size - back
-    return size
-
-
-def read_log_bytes(path: Path, offset: int, limit: int) -> LogChunk:
-    """Read up to ``limit`` bytes of ``path`` from ``offset`` as UTF-8 text.
-
-    A multi-byte character is never split across chunks: a trailing incomplete
-    sequence is left for the next read (``next_offset`` stops before it),
-    unless it is all this read could return. Invalid bytes decode to U+FFFD.
-    A missing file (the job has not started) reads as empty.
-    """
-    offset = max(offset, 0)
-    limit = max(limit, 1)
-    try:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            data = handle.read(limit)
-            keep = _complete_utf8_prefix(data)
-            if keep == 0 and data:
-                # limit smaller than one character: read the rest of it
-                data += handle.read(3)
-                keep = _complete_utf8_prefix(data) or len(data)
-    except FileNotFoundError:
-        return LogChunk(text="", offset=offset, next_offset=offset)
-    data = data[:keep]
-    return LogChunk(
-        text=data.decode("utf-8", errors="replace"), offset=offset, next_offset=offset + len(data)
-    )
 
 
 class SlurmBackend(Backend):
@@ -526,7 +477,7 @@ class SlurmBackend(Backend):
         path = Path(log_path) if log_path else self._glob_log(tool_id)
         if path is None:
             return LogChunk(text="", offset=max(offset, 0), next_offset=max(offset, 0))
-        return await asyncio.to_thread(read_log_bytes, path, offset, limit)
+        return await asyncio.to_thread(read_log_chunk, path, offset, limit)
 
     # ------------------------------------------------------ cancel, health ---
     async def cancel(self, tool_id: str) -> None:
@@ -567,7 +518,6 @@ __all__ = [
     "parse_scontrol_stdout",
     "parse_squeue",
     "parse_submitted_job_id",
-    "read_log_bytes",
     "wait_status_exit_code",
 ]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from jid_service.backends.base import JobStatus
+from lute.job_status import JobStatus
 
 # Keys are the bare Slurm base state (upper case, no "by N", no "+" suffix).
 _STATE_TABLE: dict[str, JobStatus] = {

@@ -23,8 +23,6 @@ INSTALL_ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER_NAME = "submit_slurm.sh"
 """The launcher the JID accepts in ``def.executable`` (by basename or configured path)."""
 
-FINISHED_STATUSES = frozenset({"DONE", "FAILED", "EXITED"})
-ACTIVE_STATUSES = frozenset({"SUBMITTED", "RUNNING"})
 
 # uuid5 namespace of step ids: a re-executed try yields the same _id, so the
 # JID's idempotent start_job does not submit it twice.

@@ -35,7 +35,6 @@ from airflow.triggers.base import StartTriggerArgs
 
 from lute.airflow.client import JIDClient, JIDError, JIDUnavailableError
 from lute.airflow.control_document import (
-    FINISHED_STATUSES,
     ControlDocumentError,
     StepIdentity,
     build_control_document,
@@ -44,6 +43,7 @@ from lute.airflow.control_document import (
 from lute.airflow.hook import JIDEndpoint, JIDHook
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
 from lute.airflow.trigger import JIDJobTrigger, rendering_text
+from lute.job_status import FINISHED_STATUSES
 
 LOG_TAIL_LINES = 30
 """How many of the log's last lines a failure message carries."""

@@ -50,11 +50,11 @@ from lute.airflow.client import (
     RetryPolicy,
 )
 from lute.airflow.control_document import (
-    FINISHED_STATUSES,
     StepIdentity,
     build_control_document,
 )
 from lute.airflow.hook import JIDEndpoint, JIDHook
+from lute.job_status import FINISHED_STATUSES
 
 logger = logging.getLogger(__name__)
 

@@ -47,6 +47,7 @@ from lute.airflow.client import (
     RetryPolicy,
 )
 from lute.airflow.control_document import step_uuid
+from lute.job_status import ACTIVE_STATUSES
 from lute.launch.airflow_api import (
     AirflowAuthError,
     AirflowClient,
@@ -68,8 +69,6 @@ EXIT_UNREACHABLE = 3
 
 MANAGED_OPERATORS = ("JIDSlurmOperator",)
 TERMINAL_RUN_STATES = ("success", "failed")
-FINISHED_TI_STATES = ("success", "failed", "skipped", "upstream_failed", "removed")
-ACTIVE_JOB_STATUSES = ("SUBMITTED", "RUNNING")
 
 
 class LaunchError(Exception):
@@ -431,7 +430,7 @@ class Follower:
             pending = [
                 v
                 for v in self.jobs.values()
-                if not v.stream.complete and v.doc.get("status") in ACTIVE_JOB_STATUSES
+                if not v.stream.complete and v.doc.get("status") in ACTIVE_STATUSES
             ]
             if not pending:
                 break
@@ -508,7 +507,7 @@ class Follower:
                 self.out.log_line(view.task, line, view.name)
 
     def _active_jobs(self) -> list[JobView]:
-        return [v for v in self.jobs.values() if v.doc.get("status") in ACTIVE_JOB_STATUSES]
+        return [v for v in self.jobs.values() if v.doc.get("status") in ACTIVE_STATUSES]
 
     def summary_rows(self) -> list[tuple[str, str, str, str, str]]:
         """(task, state, duration, job id, job status) per task, in start order."""

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from jid_service.backends.base import JobStatus, SubmitSpec, read_text_chunk
+from jid_service.backends.base import SubmitSpec
 from jid_service.backends.local import LocalBackend
+from jid_service.log_text import read_log_chunk as read_text_chunk
+from lute.job_status import JobStatus
 
 from .conftest import FAKE_TASK
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from jid_service.backends.base import BackendError, SubmitSpec
-from jid_service.backends.slurm import SlurmBackend, job_tag, read_log_bytes
+from jid_service.backends.slurm import SlurmBackend, job_tag
+from jid_service.log_text import read_log_chunk as read_log_bytes
 
 
 def read_all(path: Path, limit: int) -> tuple[str, list[int]]:

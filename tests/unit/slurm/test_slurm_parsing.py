@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from jid_service.backends.base import JobStatus
 from jid_service.backends.slurm import (
     SQUEUE_FORMAT,
     is_unavailable_message,
@@ -22,6 +21,7 @@ from jid_service.backends.slurm import (
     parse_submitted_job_id,
     wait_status_exit_code,
 )
+from lute.job_status import JobStatus
 
 SAMPLES = Path(__file__).parent / "samples"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from jid_service.backends.base import JobStatus
 from jid_service.backends.slurm import SlurmBackend
+from lute.job_status import JobStatus
 
 
 def _shims(directory: Path, squeue_lines: str = "", sacct_fails: bool = False) -> None:

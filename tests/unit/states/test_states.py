@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from jid_service.backends.base import JobStatus
 from jid_service.backends.states import (
     UNKNOWN_STATE_STATUS,
     ExitCode,
@@ -13,6 +12,7 @@ from jid_service.backends.states import (
     map_state,
     parse_exit_code,
 )
+from lute.job_status import JobStatus
 
 S, R, D, F, X = (
     JobStatus.SUBMITTED,
