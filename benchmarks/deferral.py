@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lute.launch.airflow_api import AirflowClient, AirflowNotFoundError
+from lute.launch.airflow_api import AirflowClient
 from lute.launch.devstack import Stack
 from lute.launch.ports import free_port_block
 
@@ -78,20 +78,6 @@ def run_conf(config: Path, deferrable: bool, defer_after: float | None = None) -
     if defer_after is not None:
         conf["jid_defer_after"] = defer_after
     return conf
-
-
-def wait_for_dag(client: AirflowClient, dag_id: str, timeout: float = 120.0) -> None:
-    """Wait until the DAG processor has parsed a benchmark DAG, then unpause it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.get_dag(dag_id)
-            client.unpause(dag_id)
-            return
-        except AirflowNotFoundError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1.0)
 
 
 def measure(
@@ -170,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             stack.airflow_url, username=stack.username, password=stack.password, timeout=30.0
         )
         client.login()
-        wait_for_dag(client, DAG_ID)
-        wait_for_dag(client, TRIGGERER_DAG_ID)
+        for dag_id in (DAG_ID, TRIGGERER_DAG_ID):
+            client.wait_for_dag(dag_id)
+            client.unpause(dag_id)
         budget = 20 * args.seconds + 300
         # Warm-up, not measured: a dry run of each DAG exercises the worker, the
         # triggerer, the execution API and the JID once, so no mode pays first-use costs.

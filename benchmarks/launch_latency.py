@@ -37,8 +37,9 @@ from pathlib import Path
 
 import httpx
 
+from lute.launch.arguments import parse_args
+from lute.launch.context import arp_context, build_conf
 from lute.launch.devstack import REPO_ROOT, Stack
-from lute.launch.launcher import arp_context, build_conf, parse_args
 from lute.launch.ports import free_port_block
 
 TICK = re.compile(r"^\[Sleeper\] .*tick (\d+) at [\d.]+ s \(wall ([\d.]+)\)")

@@ -2,18 +2,29 @@
 
 Token auth: ``POST /auth/token`` with the user's name and password gives a JWT
 sent as ``Authorization: Bearer``; a ready token can be given instead. Every
-call has a timeout; connection errors are retried a few times with backoff and
-then raised as :class:`AirflowUnreachableError`. A refused login or token is
+call has a timeout; connection errors are retried (``attempts`` tries in all,
+0.5 s before the second, doubling after) and then raised as
+:class:`AirflowUnreachableError`. A refused login or token is
 :class:`AirflowAuthError`. The password and token never appear in messages.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from lute.airflow.client import bearer
 
 HEALTH_NEEDED = ("metadatabase", "scheduler", "triggerer")
 
@@ -77,18 +88,20 @@ class AirflowClient:
 
     # ------------------------------------------------------------- transport
     def _send(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        delay = 0.5
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return self._http.request(method, path, **kw)
-            except httpx.TransportError as exc:
-                if attempt == self.attempts:
-                    raise AirflowUnreachableError(
-                        f"cannot reach Airflow at {self.base_url} ({type(exc).__name__})"
-                    ) from None
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+        # only connection-level failures are retried: an HTTP answer, even an
+        # error, is Airflow's word and is mapped by the caller
+        retrying = Retrying(
+            retry=retry_if_exception_type(httpx.TransportError),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=0.5),
+            reraise=True,
+        )
+        try:
+            return retrying(self._http.request, method, path, **kw)
+        except httpx.TransportError as exc:
+            raise AirflowUnreachableError(
+                f"cannot reach Airflow at {self.base_url} ({type(exc).__name__})"
+            ) from None
 
     def login(self) -> None:
         """Get a JWT from ``/auth/token`` unless a token was given."""
@@ -112,7 +125,7 @@ class AirflowClient:
         """An authenticated call; the decoded JSON body (None if empty)."""
         headers = dict(kw.pop("headers", None) or {})
         if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
+            headers["Authorization"] = bearer(self._token)
         resp = self._send(method, path, headers=headers, **kw)
         if resp.status_code in (401, 403):
             raise AirflowAuthError(
@@ -149,6 +162,33 @@ class AirflowClient:
     def get_dag(self, dag_id: str) -> dict[str, Any]:
         """The DAG's details (raises AirflowNotFoundError)."""
         return self.request("GET", f"/api/v2/dags/{_q(dag_id)}")
+
+    def wait_for_dag(
+        self,
+        dag_id: str,
+        timeout: float = 120.0,
+        *,
+        on_wait: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """The DAG's details once Airflow has parsed it (a new DAG file takes a while).
+
+        Polls every 0.5 s, growing to 3 s; ``on_wait`` is called once, before the
+        first wait. Raises AirflowNotFoundError if the DAG is still unknown after
+        ``timeout`` seconds.
+        """
+
+        def before_sleep(state: RetryCallState) -> None:
+            if on_wait is not None and state.attempt_number == 1:
+                on_wait()
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(AirflowNotFoundError),
+            stop=stop_after_delay(timeout),
+            wait=wait_exponential(multiplier=0.5, exp_base=1.5, max=3.0),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(self.get_dag, dag_id)
 
     def unpause(self, dag_id: str) -> None:
         """Unpause a DAG."""

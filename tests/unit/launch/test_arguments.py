@@ -4,15 +4,10 @@ import datetime as dt
 
 import pytest
 
-from lute.launch.launcher import (
-    EXIT_BAD_INPUT,
-    LUTE_LOCATION,
-    LaunchError,
-    arp_context,
-    build_conf,
-    parse_args,
-    short_task_name,
-)
+from lute.launch.arguments import parse_args
+from lute.launch.context import LUTE_LOCATION, arp_context, build_conf
+from lute.launch.exits import EXIT_BAD_INPUT, LaunchError
+from lute.launch.output import short_task_name
 
 
 def test_unknown_arguments_are_slurm_arguments_in_order():

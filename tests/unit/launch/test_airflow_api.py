@@ -1,0 +1,106 @@
+"""The launcher's Airflow client: retries, error mapping, the token header, waiting for a DAG."""
+
+import httpx
+import pytest
+
+from lute.launch.airflow_api import (
+    AirflowAuthError,
+    AirflowClient,
+    AirflowError,
+    AirflowNotFoundError,
+    AirflowUnreachableError,
+)
+
+
+def _client(handler, **kw) -> AirflowClient:
+    return AirflowClient("http://airflow.test", transport=httpx.MockTransport(handler), **kw)
+
+
+def test_connection_errors_are_retried_then_unreachable():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectError("refused", request=request)
+
+    client = _client(handler, token="t", attempts=2)
+    with pytest.raises(AirflowUnreachableError) as err:
+        client.get_dag("lute_test")
+    assert len(calls) == 2
+    assert "ConnectError" in str(err.value)
+
+
+def test_a_connection_error_then_an_answer_succeeds():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(200, json={"dag_id": "lute_test"})
+
+    assert _client(handler, token="t").get_dag("lute_test") == {"dag_id": "lute_test"}
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(401, AirflowAuthError), (403, AirflowAuthError), (404, AirflowNotFoundError),
+     (500, AirflowError)],
+)
+def test_http_errors_are_mapped_and_not_retried(status, error):
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(status, text="no")
+
+    with pytest.raises(error) as err:
+        _client(handler, token="t").dag_run("d", "r")
+    assert err.value.status_code == status
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("token", ["abc", "Bearer abc"])
+def test_the_token_is_sent_as_one_bearer(token):
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(200, json={"tasks": []})
+
+    _client(handler, token=token).tasks("d")
+    assert seen == ["Bearer abc"]
+
+
+def test_login_gets_a_token_from_auth_token():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "jwt-1"})
+        assert request.headers["Authorization"] == "Bearer jwt-1"
+        return httpx.Response(200, json={"tasks": [{"task_id": "a"}]})
+
+    client = _client(handler, username="u", password="p")
+    client.login()
+    assert client.tasks("d") == [{"task_id": "a"}]
+
+
+def test_wait_for_dag_polls_until_parsed_and_announces_once():
+    answers = iter([404, 404, 200])
+    waits = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = next(answers)
+        return httpx.Response(status, json={"dag_id": "d", "is_paused": True})
+
+    dag = _client(handler, token="t").wait_for_dag("d", 30.0, on_wait=lambda: waits.append(1))
+    assert dag["dag_id"] == "d"
+    assert waits == [1]
+
+
+def test_wait_for_dag_gives_up_with_not_found():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, json={"detail": "not found"})
+
+    with pytest.raises(AirflowNotFoundError):
+        _client(handler, token="t").wait_for_dag("d", 0.2)
