@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from lute.airflow.client import DEFAULT_BASE_PATH, AsyncJIDClient, JIDClient
+from lute.airflow.client import DEFAULT_BASE_PATH, JIDClient
 from lute.airflow.hook_fields import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, UI_FIELD_BEHAVIOUR
 
 
@@ -30,13 +30,6 @@ class JIDEndpoint:
     def client(self, token: str | None = None) -> JIDClient:
         """A blocking client; ``token`` overrides the connection's."""
         return JIDClient(
-            self.base_url, token=token or self.token, base_path=self.base_path,
-            timeout=self.timeout,
-        )
-
-    def async_client(self, token: str | None = None) -> AsyncJIDClient:
-        """An asyncio client; ``token`` overrides the connection's."""
-        return AsyncJIDClient(
             self.base_url, token=token or self.token, base_path=self.base_path,
             timeout=self.timeout,
         )
