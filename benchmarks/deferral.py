@@ -37,8 +37,8 @@ import time
 from pathlib import Path
 
 from lute.launch.airflow_api import AirflowClient
-from lute.launch.devstack import Stack
 from lute.launch.ports import free_port_block
+from lute.launch.stack import Stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "lute_bench_parallel"

@@ -39,8 +39,8 @@ import httpx
 
 from lute.launch.arguments import parse_args
 from lute.launch.context import arp_context, build_conf
-from lute.launch.devstack import REPO_ROOT, Stack
 from lute.launch.ports import free_port_block
+from lute.launch.stack import REPO_ROOT, Stack
 
 TICK = re.compile(r"^\[Sleeper\] .*tick (\d+) at [\d.]+ s \(wall ([\d.]+)\)")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from lute.launch.devstack import REPO_ROOT, Stack
 from lute.launch.ports import free_port_block
+from lute.launch.stack import REPO_ROOT, Stack
 
 LAUNCHER = REPO_ROOT / "launch_scripts" / "launch_airflow.py"
 # variables of an ARP launch that must not leak from the developer's shell

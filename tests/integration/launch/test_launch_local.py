@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from lute.launch.devstack import REPO_ROOT, Stack
+from lute.launch.stack import REPO_ROOT, Stack
 from tests.integration.launch.support import (
     LAUNCHER,
     airflow_get,

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from lute.launch.devstack import REPO_ROOT, Stack
+from lute.launch.stack import REPO_ROOT, Stack
 from tests.integration.launch.support import (
     jid_jobs,
     launcher_env,

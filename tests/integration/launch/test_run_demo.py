@@ -6,8 +6,8 @@ import os
 import re
 import subprocess
 
-from lute.launch.devstack import REPO_ROOT
 from lute.launch.processes import read_records
+from lute.launch.stack import REPO_ROOT
 from tests.integration.launch.support import stack_ports
 
 RUN_DEMO = REPO_ROOT / "launch_scripts" / "run_demo.sh"

@@ -6,7 +6,8 @@ import stat
 import jwt
 import pytest
 
-from lute.launch.devstack import REPO_ROOT, Stack, build_parser
+from lute.launch.devstack import build_parser
+from lute.launch.stack import REPO_ROOT, Stack
 
 
 def test_airflow_env_is_loopback_and_self_consistent(tmp_path):

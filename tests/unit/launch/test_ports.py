@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from lute.launch import ports
-from lute.launch.devstack import Stack, StackError
+from lute.launch.stack import Stack, StackError
 
 
 @pytest.fixture
