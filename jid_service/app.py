@@ -1,4 +1,4 @@
-"""The FastAPI application: routes, error envelopes, request metrics, the poller's lifetime."""
+"""The FastAPI application: routes, error handlers, middleware, the poller's lifetime."""
 
 from __future__ import annotations
 
@@ -9,17 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jid_service import __version__ as _version
+from jid_service.answers import REFUSALS, answer, failure
 from jid_service.backends import create_backend
-from jid_service.backends.base import Backend, BackendError, BackendUnavailable
-from jid_service.errors import ApiError
+from jid_service.backends.base import Backend
 from jid_service.metrics import Metrics
 from jid_service.routes import ops, router
 from jid_service.service import JobService
@@ -27,20 +24,6 @@ from jid_service.settings import JIDSettings
 from jid_service.store import JobStore
 
 log = logging.getLogger(__name__)
-
-
-def _error(status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"success": False, "value": None, "error": message},
-                        status_code=status_code, headers=headers)
-
-
-def _describe_validation(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    more = len(exc.errors()) - 5
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -74,7 +57,7 @@ class BodyLimitMiddleware:
                     too_big = True
                 if too_big:
                     exc = self._refusal()
-                    await _error(exc.status_code, exc.detail)(scope, receive, send)
+                    await failure(exc.status_code, exc.detail)(scope, receive, send)
                     return
         received = 0
 
@@ -123,39 +106,22 @@ class RequestMetricsMiddleware:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status_code, exc.message, exc.headers)
+    """Answer every error in the envelope: the table's kinds by the table, the rest here."""
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, _describe_validation(exc))
+    async def _refused(_request: Request, exc: Exception) -> JSONResponse:
+        return answer(exc)
+
+    for exc_type in REFUSALS:
+        app.add_exception_handler(exc_type, _refused)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
-
-    @app.exception_handler(BackendUnavailable)
-    async def _unavailable(_request: Request, exc: BackendUnavailable) -> JSONResponse:
-        return _error(503, f"backend unavailable: {exc}",
-                      {"Retry-After": str(max(1, round(exc.retry_after)))})
-
-    @app.exception_handler(BackendError)
-    async def _backend(_request: Request, exc: BackendError) -> JSONResponse:
-        log.warning("backend error: %s", exc)
-        return _error(503, f"backend error: {exc}", {"Retry-After": "10"})
-
-    async def _store_down(_request: Request, exc: Exception) -> JSONResponse:
-        log.warning("job store unavailable: %s", type(exc).__name__)
-        return _error(503, "job store unavailable", {"Retry-After": "5"})
-
-    for exc_type in (OperationalError, PoolTimeout, DBAPIError):
-        app.add_exception_handler(exc_type, _store_down)
+        return failure(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return _error(500, f"internal error ({type(exc).__name__})")
+        return failure(500, f"internal error ({type(exc).__name__})")
 
 
 def create_app(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from jid_service.errors import ApiError
+from jid_service.errors import ForbiddenError, UnauthenticatedError
 
 ALGORITHM = "HS256"
 MIN_SECRET_LENGTH = 32
@@ -33,9 +33,9 @@ class Principal:
         return self.experiments is None or experiment in self.experiments
 
     def require_experiment(self, experiment: str) -> None:
-        """Raise 403 unless the token covers ``experiment``."""
+        """Raise ForbiddenError unless the token covers ``experiment``."""
         if not self.may_see(experiment):
-            raise ApiError(403, f"token does not allow experiment {experiment!r}")
+            raise ForbiddenError(f"token does not allow experiment {experiment!r}")
 
 
 def issue_token(
@@ -57,38 +57,40 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def principal_from_header(header: str | None, secret: str) -> Principal:
-    """Decode an ``Authorization`` header value; 401 when missing, invalid or expired."""
+def bearer_token(header: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` value; UnauthenticatedError if none."""
     if not header:
-        raise ApiError(401, "missing Authorization header (expected 'Bearer <token>')",
-                       {"WWW-Authenticate": "Bearer"})
+        raise UnauthenticatedError("missing Authorization header (expected 'Bearer <token>')")
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "Authorization header must be 'Bearer <token>'",
-                       {"WWW-Authenticate": "Bearer"})
+        raise UnauthenticatedError("Authorization header must be 'Bearer <token>'")
+    return token
+
+
+def principal_from_header(header: str | None, secret: str) -> Principal:
+    """Decode an ``Authorization`` header value; UnauthenticatedError if missing or bad."""
+    token = bearer_token(header)
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
         )
     except jwt.ExpiredSignatureError:
-        raise ApiError(401, "token expired", {"WWW-Authenticate": "Bearer"}) from None
+        raise UnauthenticatedError("token expired") from None
     except jwt.PyJWTError as err:
         # The message names the failed check only, never the token itself.
-        raise ApiError(401, f"invalid token: {type(err).__name__}",
-                       {"WWW-Authenticate": "Bearer"}) from None
+        raise UnauthenticatedError(f"invalid token: {type(err).__name__}") from None
     user = claims.get("sub")
     exps = claims.get("experiments", [])
     admin = claims.get("admin", False)
     if not isinstance(user, str) or not user:
-        raise ApiError(401, "invalid token: bad 'sub' claim", {"WWW-Authenticate": "Bearer"})
+        raise UnauthenticatedError("invalid token: bad 'sub' claim")
     if not isinstance(admin, bool):
-        raise ApiError(401, "invalid token: bad 'admin' claim", {"WWW-Authenticate": "Bearer"})
+        raise UnauthenticatedError("invalid token: bad 'admin' claim")
     if exps == "*":
         experiments: frozenset[str] | None = None
     elif isinstance(exps, list) and all(isinstance(e, str) for e in exps):
         experiments = None if "*" in exps else frozenset(exps)
     else:
-        raise ApiError(401, "invalid token: bad 'experiments' claim",
-                       {"WWW-Authenticate": "Bearer"})
+        raise UnauthenticatedError("invalid token: bad 'experiments' claim")
     return Principal(user=user, experiments=experiments, admin=admin)

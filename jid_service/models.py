@@ -7,7 +7,7 @@ models accept them; everything else is checked.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -131,7 +131,3 @@ class HealthReport(BaseModel):
     store_ok: bool
     detail: str | None = None
 
-
-def control_document_json(doc: ControlDocument) -> dict[str, Any]:
-    """The document as JSON-ready data with ARP's key names."""
-    return doc.model_dump(mode="json", by_alias=True)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from jid_service.answers import failure, ok, retry_after_header
 from jid_service.auth import Principal, principal_from_header
-from jid_service.errors import ApiError
+from jid_service.errors import InvalidRequestError
 from jid_service.models import (
     EXPERIMENT_PATTERN,
     ControlDocument,
@@ -45,12 +46,6 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         503: "backend or store unavailable; retry after Retry-After seconds",
     }
     return {c: {"model": ErrorEnvelope, "description": descriptions[c]} for c in codes}
-
-
-def ok(value: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The success envelope."""
-    return JSONResponse({"success": True, "value": value, "error": None},
-                        status_code=status_code, headers=headers)
 
 
 def _service(request: Request) -> JobService:
@@ -86,7 +81,7 @@ async def start_job(
     experiment: ExperimentPath, doc: ControlDocument, service: ServiceDep, principal: PrincipalDep
 ) -> Response:
     """Validate and submit the control document; a known ``_id`` returns the stored job."""
-    return ok(await service.start_job(principal, experiment, doc))
+    return ok(await service.submissions.start_job(principal, experiment, doc))
 
 
 @router.post(
@@ -101,7 +96,7 @@ async def job_statuses(
     principal: PrincipalDep,
 ) -> Response:
     """The same documents with the status the poller last saw."""
-    return ok(await service.statuses(principal, docs))
+    return ok(await service.readers.statuses(principal, docs))
 
 
 @router.post(
@@ -114,8 +109,8 @@ async def job_log_file(
     experiment: ExperimentPath, doc: ControlDocument, service: ServiceDep, principal: PrincipalDep
 ) -> Response:
     """The job's log text (at most ``log_max_bytes``)."""
-    record = await service.record_for(principal, experiment, doc)
-    return ok(await service.whole_log(record))
+    record = await service.readers.record_for(principal, experiment, doc)
+    return ok(await service.readers.whole_log(record))
 
 
 @router.post(
@@ -128,8 +123,8 @@ async def job_log(
     experiment: ExperimentPath, req: LogRequest, service: ServiceDep, principal: PrincipalDep
 ) -> Response:
     """Up to ``limit`` bytes of the log from ``offset``; continue from ``next_offset``."""
-    record = await service.record_for(principal, experiment, req.job)
-    part = await service.log_slice(record, req.offset, req.limit)
+    record = await service.readers.record_for(principal, experiment, req.job)
+    part = await service.readers.log_slice(record, req.offset, req.limit)
     return ok(part.model_dump())
 
 
@@ -143,8 +138,8 @@ async def kill_job(
     experiment: ExperimentPath, doc: ControlDocument, service: ServiceDep, principal: PrincipalDep
 ) -> Response:
     """Cancel the job; the answer carries status EXITED once the cancel took effect."""
-    record = await service.record_for(principal, experiment, doc)
-    return ok(await service.kill(record))
+    record = await service.readers.record_for(principal, experiment, doc)
+    return ok(await service.submissions.kill(record))
 
 
 @router.post(
@@ -157,7 +152,7 @@ async def render_job(
     experiment: ExperimentPath, doc: ControlDocument, service: ServiceDep, principal: PrincipalDep
 ) -> Response:
     """The argv or batch script the backend would use for this document."""
-    return ok(service.render(principal, experiment, doc).model_dump())
+    return ok(service.submissions.render(principal, experiment, doc).model_dump())
 
 
 @router.post(
@@ -174,7 +169,7 @@ async def typical_duration(
 
     The operator uses it to defer at once a step that usually runs long.
     """
-    return ok((await service.typical_duration(principal, experiment, doc)).model_dump())
+    return ok((await service.readers.typical_duration(principal, experiment, doc)).model_dump())
 
 
 @router.get(
@@ -197,8 +192,8 @@ async def list_jobs(
     """Jobs of the experiments the token may see, oldest first."""
     unknown = sorted(set(request.query_params) - _JOBS_QUERY)
     if unknown:  # strict like the bodies: a misspelt filter must not list everything
-        raise ApiError(422, f"unknown query parameter(s): {', '.join(map(repr, unknown))}")
-    value = await service.list_jobs(
+        raise InvalidRequestError(f"unknown query parameter(s): {', '.join(map(repr, unknown))}")
+    value = await service.readers.list_jobs(
         principal, experiment, arp_root_job_id, status.value if status else None, limit
     )
     return ok(value)
@@ -212,7 +207,7 @@ async def list_jobs(
 )
 async def wait(req: WaitRequest, service: ServiceDep, principal: PrincipalDep) -> Response:
     """The documents with fresh status, as soon as any differs from the one sent, or at timeout."""
-    return ok(await service.wait(principal, req.jobs, req.timeout))
+    return ok(await service.readers.wait(principal, req.jobs, req.timeout))
 
 
 @ops.get(
@@ -223,13 +218,12 @@ async def wait(req: WaitRequest, service: ServiceDep, principal: PrincipalDep) -
 )
 async def healthz(service: ServiceDep) -> Response:
     """200 when the backend and the store answer, else 503 with Retry-After."""
-    backend_ok, store_ok, detail = await service.health()
+    backend_ok, store_ok, detail = await service.health.health()
     report = HealthReport(backend=service.backend.name, backend_ok=backend_ok,
                           store_ok=store_ok, detail=detail).model_dump()
     if backend_ok and store_ok:
         return ok(report)
-    return JSONResponse({"success": False, "value": report, "error": detail},
-                        status_code=503, headers={"Retry-After": "5"})
+    return failure(503, detail, retry_after_header(5), value=report)
 
 
 @ops.get(

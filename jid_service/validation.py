@@ -7,7 +7,7 @@ closed grammar::
     --taskname NAME --config PATH [--debug] [--OPTION=VALUE | --OPTION VALUE | --exclusive]...
 
 ``def.executable`` must be the configured launcher (the JID runs its own copy
-anyway). Any violation raises :class:`ApiError` 422 naming the argument.
+anyway). Any violation raises :class:`InvalidRequestError` naming the argument.
 """
 
 from __future__ import annotations
@@ -18,28 +18,12 @@ import shlex
 from pathlib import Path
 
 from jid_service.backends.base import SubmitSpec
-from jid_service.errors import ApiError
+from jid_service.errors import InvalidRequestError
 from jid_service.models import ControlDocument
 from jid_service.settings import JIDSettings
+from lute.managed_tasks import managed_task_names
 
 LAUNCHER_NAME = "submit_slurm.sh"
-
-DOCUMENTED_TASK_NAMES: frozenset[str] = frozenset(
-    {
-        "Tester",
-        "FailingTester",
-        "SocketTester",
-        "WriteTester",
-        "ReadTester",
-        "BinaryTester",
-        "Sleeper",
-        "FrameSimulator",
-        "PeakFinder",
-        "FrameStatistician",
-        "PeakSummarizer",
-    }
-)
-"""The managed tasks docs/architecture.md lists; used only when lute cannot tell."""
 
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 _TIME = r"(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})"
@@ -65,15 +49,11 @@ _EXCLUSIVE_VALUES = ("user", "mcs", "topo")
 
 def known_task_names() -> frozenset[str]:
     """Managed-task names from ``lute.managed_tasks`` (without importing Task code)."""
-    try:
-        from lute.managed_tasks import managed_task_names
-    except ImportError:
-        return DOCUMENTED_TASK_NAMES
     return frozenset(managed_task_names())
 
 
-def _reject(message: str) -> ApiError:
-    return ApiError(422, message)
+def _reject(message: str) -> InvalidRequestError:
+    return InvalidRequestError(message)
 
 
 def check_executable(executable: str, settings: JIDSettings) -> None:
@@ -206,7 +186,7 @@ def parse_parameters(
 
 
 def check_document_experiment(doc: ControlDocument, experiment: str) -> None:
-    """422 unless ``doc`` belongs to the ``experiment`` its request was posted under."""
+    """InvalidRequestError unless ``doc`` belongs to the ``experiment`` of its request path."""
     if doc.experiment != experiment:
         raise _reject(
             f"experiment: document says {doc.experiment!r} but the path says {experiment!r}"

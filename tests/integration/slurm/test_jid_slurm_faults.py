@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from jid_service.backends.slurm import job_tag
-from jid_service.service import HEALTH_CACHE_SECONDS
+from jid_service.health import HEALTH_CACHE_SECONDS
 from tests.integration.slurm.cluster import (
     frozen_slurmctld,
     scancel_quietly,

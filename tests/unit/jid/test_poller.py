@@ -97,7 +97,7 @@ async def test_start_fails_interrupted_claims_a_backend_cannot_settle(settings, 
 
 
 async def test_too_many_waiters_get_503(client, auth, doc, monkeypatch) -> None:
-    import jid_service.service as service_module
+    import jid_service.readers as service_module
 
     monkeypatch.setattr(service_module, "MAX_WAITERS", 2)
     # a job the JID does not know is echoed unchanged: each wait lasts its timeout

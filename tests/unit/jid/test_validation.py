@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jid_service.errors import ApiError
+from jid_service.errors import InvalidRequestError
 from jid_service.models import ControlDocument
 from jid_service.settings import JIDSettings
 from jid_service.validation import (
@@ -93,7 +93,7 @@ def test_allowed_parameters(settings: JIDSettings, config_root: Path, extra: str
 )
 def test_rejected_parameters(settings: JIDSettings, config_root: Path, extra: str,
                              named: str) -> None:
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(InvalidRequestError) as info:
         parse_parameters(_params(config_root, extra), settings)
     assert info.value.status_code == 422
     assert named in info.value.message
@@ -102,7 +102,7 @@ def test_rejected_parameters(settings: JIDSettings, config_root: Path, extra: st
 def test_allow_list_comes_from_settings(settings: JIDSettings, config_root: Path) -> None:
     narrowed = settings.model_copy(update={"slurm_allowed_options": ["partition"]})
     parse_parameters(_params(config_root, "--partition=debug"), narrowed)
-    with pytest.raises(ApiError, match="--account"):
+    with pytest.raises(InvalidRequestError, match="--account"):
         parse_parameters(_params(config_root, "--account=x"), narrowed)
 
 
@@ -119,7 +119,7 @@ def test_allow_list_comes_from_settings(settings: JIDSettings, config_root: Path
 )
 def test_taskname_and_config_required(settings: JIDSettings, config_root: Path, params: str,
                                       named: str) -> None:
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(InvalidRequestError) as info:
         parse_parameters(params.format(cfg=config_root / "test.yaml"), settings)
     assert named in info.value.message
 
@@ -153,7 +153,7 @@ def test_config_path_rules(settings: JIDSettings, config_root: Path, tmp_path: P
         "a\x00b": "NUL",
     }
     for raw, message in cases.items():
-        with pytest.raises(ApiError) as info:
+        with pytest.raises(InvalidRequestError) as info:
             check_config_path(raw, settings)
         assert info.value.status_code == 422
         assert message in info.value.message, raw
@@ -184,7 +184,7 @@ def test_accepted_executables(settings: JIDSettings, executable: str) -> None:
     ],
 )
 def test_rejected_executables(settings: JIDSettings, executable: str) -> None:
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(InvalidRequestError) as info:
         check_executable(executable, settings)
     assert info.value.status_code == 422
     assert "def.executable" in info.value.message
@@ -198,5 +198,5 @@ def test_submit_spec_from_lute_document(settings: JIDSettings, doc) -> None:
     assert spec.run == "12"
     assert spec.user == "alice"
     assert spec.slurm_args == ("--partition=debug", "--ntasks=1")
-    with pytest.raises(ApiError, match="path says 'exp2'"):
+    with pytest.raises(InvalidRequestError, match="path says 'exp2'"):
         submit_spec(control, "exp2", "alice", settings)

@@ -1,0 +1,157 @@
+"""The single background poller: the only place that asks the backend for job states.
+
+Once per tick, one ``backend.statuses()`` call for all active jobs, however
+many clients ask. A submission or cancel *nudges* the poller (it ticks early,
+but never more often than every ``MIN_TICK_GAP`` seconds). Readers that wait
+for a change sleep on a condition the poller notifies when a tick changed
+something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from jid_service.backend_call import call_backend
+from jid_service.backends.base import BackendUnavailable
+from jid_service.context import JobContext, ServicePart
+from jid_service.errors import UnavailableError
+from jid_service.store import StateUpdate
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MIN_TICK_GAP = 0.1
+MAX_POLL_BACKOFF = 15.0
+
+
+class Poller(ServicePart):
+    """Follows every active job of the store through one backend."""
+
+    def __init__(self, context: JobContext) -> None:
+        super().__init__(context)
+        self.generation = 0
+        """Bumped whenever a poll tick changed a job's state."""
+        self.backend_error: BackendUnavailable | None = None
+        """Set while the poller cannot reach the backend."""
+        self.ticks = 0
+        self._changed = asyncio.Condition()
+        self._nudge = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start ticking; a backend that learns of changes by itself nudges the poller."""
+        loop = asyncio.get_running_loop()
+        self.backend.on_change = lambda: loop.call_soon_threadsafe(self.nudge)
+        self._task = asyncio.create_task(self._loop(), name="jid-poller")
+
+    async def stop(self) -> None:
+        """Stop ticking (a tick in progress is cancelled)."""
+        if self._task is not None:
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1.0)
+            self._task = None
+
+    def nudge(self) -> None:
+        """Ask the poller to tick soon."""
+        self._nudge.set()
+
+    def require_fresh(self) -> None:
+        """UnavailableError while the poller cannot reach the backend (states may be stale)."""
+        err = self.backend_error
+        if err is not None:
+            raise UnavailableError(f"backend unavailable: {err}", retry_after=err.retry_after)
+
+    async def poll_once(self) -> int:
+        """One tick: let the backend work, ask it for every active job's state, store changes.
+
+        Returns how many jobs changed.
+        """
+        await call_backend(self.metrics, "tick", self.backend.tick())
+        active = await asyncio.to_thread(self.store.active)
+        self.metrics.active_jobs.set(len(active))
+        if not active:
+            return 0
+        states = await call_backend(self.metrics, "statuses",
+                                    self.backend.statuses([job.tool_id for job in active]))
+        updates = []
+        for job in active:
+            state = states.get(job.tool_id)
+            if state is None:
+                continue
+            if (state.status.value, state.raw_status, state.exit_code) != (
+                job.status, job.raw_status, job.exit_code
+            ):
+                updates.append(StateUpdate(job.id, state.status.value, state.raw_status,
+                                           state.exit_code))
+        changed = await asyncio.to_thread(self.store.apply, updates) if updates else 0
+        if changed:
+            async with self._changed:
+                self.generation += 1
+                self._changed.notify_all()
+        return changed
+
+    async def watch(self, read: Callable[[], Awaitable[T]], settled: Callable[[T], bool],
+                    timeout: float) -> T:
+        """``read()`` until its answer is ``settled`` or ``timeout`` passed.
+
+        Reads again only after a tick changed something, so a watcher costs
+        nothing between changes.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            generation = self.generation
+            value = await read()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or settled(value):
+                return value
+            await self._until_changed(generation, remaining)
+
+    async def _until_changed(self, generation: int, timeout: float) -> None:
+        """Sleep until a tick changed something after ``generation``, or ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: self.generation != generation)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            started = loop.time()
+            try:
+                await self.poll_once()
+                self.ticks += 1
+                failures = 0
+                self.backend_error = None
+                self.metrics.poll_ticks.labels("ok").inc()
+            except BackendUnavailable as err:
+                failures += 1
+                self.backend_error = err
+                self.metrics.poll_ticks.labels("unavailable").inc()
+                log.warning("poll tick: backend unavailable: %s", err)
+            except Exception:
+                failures += 1
+                self.metrics.poll_ticks.labels("error").inc()
+                log.exception("poll tick failed")
+            delay = self.settings.poll_interval * (2 ** min(failures, 4))
+            delay = min(delay, max(MAX_POLL_BACKOFF, self.settings.poll_interval))
+            # ticks start every ``delay`` seconds; a nudge brings the next one
+            # forward, but never closer than MIN_TICK_GAP to the last one
+            gap = min(MIN_TICK_GAP, delay) - (loop.time() - started)
+            if gap > 0:
+                await asyncio.sleep(gap)
+            remaining = delay - (loop.time() - started)
+            if remaining > 0:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+                # a cancellation that races with the awaited event, and the poller
+                # would then never stop
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self._nudge.wait()
+            self._nudge.clear()

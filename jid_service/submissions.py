@@ -1,0 +1,184 @@
+"""What changes a job at the backend: submissions (claimed once per ``_id``) and cancels.
+
+A submission first *claims* its ``_id`` in the store; only the request holding
+the claim calls the backend, and a twin request waits for its outcome. Claims a
+previous daemon left behind are settled at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from jid_service.auth import Principal
+from jid_service.backend_call import call_backend
+from jid_service.backends.base import BackendError, SubmissionRejected, SubmitSpec
+from jid_service.context import JobContext, ServicePart
+from jid_service.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidRequestError,
+    UnavailableError,
+)
+from jid_service.models import ControlDocument, RenderedJob
+from jid_service.poller import Poller
+from jid_service.store import JobRecord
+from jid_service.validation import check_document_experiment, submit_spec
+
+log = logging.getLogger(__name__)
+
+CLAIM_WAIT_SECONDS = 120.0
+SUBMIT_TIMEOUT = 300.0
+OUTPUT_FIELDS = ("status", "tool_id", "raw_status", "exit_code")
+
+
+def stored_document(doc: ControlDocument) -> dict[str, Any]:
+    """The caller's document as stored: ARP key names, output fields left out."""
+    data = doc.model_dump(mode="json", by_alias=True)
+    for key in OUTPUT_FIELDS:
+        data.pop(key, None)
+    return data
+
+
+def check_caller(principal: Principal, experiment: str, doc: ControlDocument) -> None:
+    """Token rules for a document posted under ``experiment``."""
+    principal.require_experiment(experiment)
+    run_as = doc.definition.run_as_user
+    if run_as and run_as != principal.user and not principal.admin:
+        raise ForbiddenError(f"def.run_as_user {run_as!r} is not the token's user")
+
+
+class Submissions(ServicePart):
+    """Submit (idempotent on ``_id``), render and cancel jobs."""
+
+    def __init__(self, context: JobContext, poller: Poller) -> None:
+        super().__init__(context)
+        self.poller = poller
+        self._claims: dict[str, asyncio.Event] = {}
+
+    async def recover_interrupted_claims(self) -> None:
+        """Settle the submissions a previous daemon died in the middle of.
+
+        A job the backend finds is recorded; a claim the backend can show was
+        never submitted is dropped, so the client's retry submits it. Claims the
+        backend cannot settle (no lookup, or unreachable now) are FAILED: a job
+        must never run twice.
+        """
+        for job_id in await asyncio.to_thread(self.store.interrupted_claims):
+            try:
+                found = await call_backend(self.metrics, "find_submitted",
+                                           self.backend.find_submitted(job_id))
+            except (NotImplementedError, BackendError) as exc:
+                log.warning("cannot settle interrupted submission %s: %s", job_id,
+                            type(exc).__name__)
+                continue
+            if found is None:
+                await asyncio.to_thread(self.store.drop_claim, job_id)
+                log.info("interrupted submission %s was never submitted: dropped", job_id)
+            else:
+                await asyncio.to_thread(self.store.complete_claim, job_id, found.tool_id,
+                                        found.log_path, "RECOVERED")
+                log.info("interrupted submission %s recovered as job %s", job_id,
+                         found.tool_id)
+        failed = await asyncio.to_thread(self.store.fail_interrupted_claims)
+        if failed:
+            log.warning("%d submission(s) interrupted by a previous stop marked FAILED", failed)
+
+    async def start_job(self, principal: Principal, experiment: str,
+                        doc: ControlDocument) -> dict[str, Any]:
+        """Submit ``doc`` once: a repeated ``_id`` returns the stored job."""
+        check_caller(principal, experiment, doc)
+        check_document_experiment(doc, experiment)
+        spec: SubmitSpec | None = None
+        for _attempt in range(3):
+            existing = await asyncio.to_thread(self.store.get, doc.id)
+            if existing is None:
+                # validate only what is new: a retry of a stored job gets that job
+                # back even if, say, its config file has gone since
+                spec = spec or submit_spec(doc, experiment, principal.user, self.settings)
+                if await asyncio.to_thread(self.store.claim, stored_document(doc),
+                                           doc.experiment, spec.user):
+                    return await self._submit_claimed(doc.id, spec)
+                existing = await asyncio.to_thread(self.store.get, doc.id)
+                if existing is None:
+                    continue  # the twin's submission failed meanwhile: try ours
+            if existing.experiment != experiment:
+                raise ConflictError(f"_id {doc.id!r} belongs to another experiment's job")
+            if existing.claimed_only:
+                existing = await self._wait_for_claim(doc.id)
+                if existing is None:
+                    continue
+            return existing.to_document()
+        raise UnavailableError("concurrent submissions of this _id keep failing; retry",
+                               retry_after=5)
+
+    async def _submit_claimed(self, job_id: str, spec: SubmitSpec) -> dict[str, Any]:
+        event = self._claims.setdefault(job_id, asyncio.Event())
+        try:
+            try:
+                submitted = await call_backend(self.metrics, "submit",
+                                               self.backend.submit(spec), SUBMIT_TIMEOUT)
+            except BaseException as err:
+                # whatever failed, the claim goes: the client's retry claims the _id again
+                await asyncio.to_thread(self.store.drop_claim, job_id)
+                if isinstance(err, SubmissionRejected):
+                    raise InvalidRequestError(
+                        f"the scheduler rejected the job: {err}") from None
+                raise
+            await asyncio.to_thread(self.store.complete_claim, job_id, submitted.tool_id,
+                                    submitted.log_path, "SUBMITTED")
+        finally:
+            event.set()
+            self._claims.pop(job_id, None)
+        self.poller.nudge()
+        record = await asyncio.to_thread(self.store.get, job_id)
+        assert record is not None
+        return record.to_document()
+
+    async def _wait_for_claim(self, job_id: str) -> JobRecord | None:
+        """Wait for a twin request's submission; the record, or None if it failed."""
+        event = self._claims.get(job_id)
+        deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            if event is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        await event.wait()
+            else:
+                # claimed by another process sharing the store: look again shortly
+                await asyncio.sleep(0.2)
+            record = await asyncio.to_thread(self.store.get, job_id)
+            if record is None or not record.claimed_only:
+                return record
+            event = self._claims.get(job_id)
+        raise UnavailableError("the submission of this _id is still in progress",
+                               retry_after=5)
+
+    def render(self, principal: Principal, experiment: str, doc: ControlDocument) -> RenderedJob:
+        """The exact submission, without submitting or storing anything."""
+        check_caller(principal, experiment, doc)
+        spec = submit_spec(doc, experiment, principal.user, self.settings)
+        rendering = self.backend.render(spec)
+        return RenderedJob(backend=rendering.backend, argv=rendering.argv,
+                           script=rendering.script)
+
+    async def kill(self, record: JobRecord) -> dict[str, Any]:
+        """Cancel the job and wait (bounded) until the poller sees it ended."""
+        if record.finished:
+            return record.to_document()
+        if record.tool_id is None:
+            raise ConflictError("the job is still being submitted; retry", retry_after=2)
+        await call_backend(self.metrics, "cancel", self.backend.cancel(record.tool_id))
+
+        async def current() -> JobRecord:
+            self.poller.nudge()
+            found = await asyncio.to_thread(self.store.get, record.id)
+            assert found is not None
+            return found
+
+        ended = await self.poller.watch(current, lambda r: r.finished,
+                                        self.settings.kill_wait_seconds)
+        return ended.to_document()
