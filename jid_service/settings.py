@@ -105,7 +105,13 @@ def _resolve_sqlite_url(url: str, base: Path) -> str:
 
 
 class JIDSettings(BaseSettings):
-    """Everything the daemon reads at start-up."""
+    """Everything the daemon reads at start-up.
+
+    The names stay flat (``slurm_unknown_grace``, ``firecrest_system``...), as
+    the environment and YAML file spell them; each backend reads the ones it
+    needs into a typed config of its own (``LocalConfig``, ``SlurmConfig``,
+    ``FirecrestConfig``, each with ``from_settings``).
+    """
 
     model_config = SettingsConfigDict(env_prefix="JID_", extra="forbid")
 
@@ -131,6 +137,17 @@ class JIDSettings(BaseSettings):
             "seconds a job may be unknown to squeue and to an accounting source that "
             "answered before it is reported FAILED (raw status UNKNOWN)"
         ),
+    )
+    slurm_submit_timeout: float = Field(
+        default=60.0, gt=0,
+        description=(
+            "seconds the launcher (sbatch) may take before it is killed and the "
+            "controller counted as unavailable"
+        ),
+    )
+    slurm_query_timeout: float = Field(
+        default=20.0, gt=0,
+        description="seconds squeue, sacct, scontrol or scancel may take, likewise",
     )
     poll_interval: float = Field(default=1.0, gt=0, le=60)
     local_max_parallel: int = Field(default=16, ge=1)

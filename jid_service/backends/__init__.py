@@ -1,12 +1,16 @@
 """JID backends, selected by name; each module is imported only when chosen.
 
-A backend module may define ``create(settings) -> Backend``; the registry uses
-it when present (so pyfirecrest is imported only for ``firecrest``).
+Every backend module defines ``create(settings: JIDSettings) -> Backend``,
+which reads the settings it needs into a typed config of its own
+(``LocalConfig``, ``SlurmConfig``, ``FirecrestConfig``) and builds the backend
+from it. Importing only the chosen module keeps pyfirecrest out of a daemon
+that does not use it.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from jid_service.backends.base import Backend
@@ -27,17 +31,5 @@ def create_backend(settings: JIDSettings) -> Backend:
         module_name = BACKEND_MODULES[settings.backend]
     except KeyError:
         raise ValueError(f"unknown JID backend {settings.backend!r}") from None
-    module = importlib.import_module(module_name)
-    factory = getattr(module, "create", None)
-    if factory is not None:
-        return factory(settings)
-    if settings.backend == "local":
-        return module.LocalBackend(
-            settings.state_dir,
-            settings.effective_local_command,
-            max_parallel=settings.local_max_parallel,
-        )
-    if settings.backend == "slurm":
-        return module.SlurmBackend(settings.launcher, settings.effective_log_dir,
-                                   unknown_grace=settings.slurm_unknown_grace)
-    return module.FirecrestBackend.from_settings(settings)
+    create: Callable[[JIDSettings], Backend] = importlib.import_module(module_name).create
+    return create(settings)

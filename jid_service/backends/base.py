@@ -17,6 +17,17 @@ from jid_service.log_text import LogChunk
 from lute.job_status import JobStatus
 
 
+class BackendConfig(BaseModel):
+    """A backend's own typed settings, read from the JID's flat ones.
+
+    Each backend module defines one (``LocalConfig``, ``SlurmConfig``,
+    ``FirecrestConfig``) with a ``from_settings(settings)`` classmethod; its
+    ``create(settings)`` builds the backend from that config and nothing else.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+
 class SubmitSpec(BaseModel):
     """A validated submission: everything a backend needs, nothing free-form."""
 
@@ -30,6 +41,17 @@ class SubmitSpec(BaseModel):
     config_path: Path
     debug: bool = False
     slurm_args: tuple[str, ...] = ()
+
+    def run_task_args(self) -> list[str]:
+        """``-c CONFIG -t NAME [--debug]``: the task's arguments to ``lute-run-task``.
+
+        ``submit_slurm.sh`` takes the same ones first, so every backend builds
+        its command line from this.
+        """
+        args = ["-c", str(self.config_path), "-t", self.taskname]
+        if self.debug:
+            args.append("--debug")
+        return args
 
 
 class Submitted(BaseModel):
@@ -126,9 +148,3 @@ class Backend(abc.ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients and background work."""
 
-
-def log_path_for(log_dir: Path, spec: SubmitSpec, date: str, job_id: str) -> Path:
-    """The log file name submit_slurm.sh uses: NAME_EXPERIMENT_rRUN(04d)_DATE_JOBID.out."""
-    run = spec.run.split("_", 1)[0]
-    run_part = f"{int(run):04d}" if run.isdigit() else run
-    return log_dir / f"{spec.taskname}_{spec.experiment}_r{run_part}_{date}_{job_id}.out"

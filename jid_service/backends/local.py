@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -38,18 +37,27 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field
 
 from jid_service.backends.base import (
     Backend,
+    BackendConfig,
     BackendJobState,
     BackendUnavailable,
     Rendering,
     SubmitSpec,
     Submitted,
-    log_path_for,
 )
+from jid_service.backends.local_runner import write_exit_file
+from jid_service.backends.slurm_dialect import log_date, log_path_for
 from jid_service.log_text import LogChunk, read_log_chunk
+from lute.execution.liveness import start_ticks
 from lute.job_status import JobStatus
+
+if TYPE_CHECKING:
+    from jid_service.settings import JIDSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +66,21 @@ START_GRACE_SECONDS = 30.0
 """How long a runner may take to claim its job and record its pid."""
 
 
-def _proc_start_time(pid: int) -> str | None:
-    """The kernel start time of ``pid`` (guards against pid reuse); None if gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces: split after its closing parenthesis
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return fields[19]
+class LocalConfig(BackendConfig):
+    """Everything the daemon's ``local`` backend is configured with."""
+
+    state_dir: Path
+    command: list[str] = Field(description="argv prefix of a managed-task run")
+    max_parallel: int = Field(default=16, ge=1)
+
+    @classmethod
+    def from_settings(cls, settings: JIDSettings) -> LocalConfig:
+        """``state_dir``, ``local_command`` and ``local_max_parallel`` of the JID."""
+        return cls(
+            state_dir=settings.state_dir,
+            command=settings.effective_local_command,
+            max_parallel=settings.local_max_parallel,
+        )
 
 
 class LocalBackend(Backend):
@@ -82,6 +94,11 @@ class LocalBackend(Backend):
 
     name = "local"
 
+    @classmethod
+    def from_config(cls, config: LocalConfig) -> LocalBackend:
+        """The backend the daemon runs, as its settings describe it."""
+        return cls(config.state_dir, config.command, max_parallel=config.max_parallel)
+
     def __init__(self, state_dir: Path, command: list[str], max_parallel: int = 16) -> None:
         self.root = Path(state_dir) / "local"
         self.command = list(command)
@@ -91,7 +108,6 @@ class LocalBackend(Backend):
         for sub in ("jobs", "keys", "queue", "running", "logs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
-    # ------------------------------------------------------------- layout ---
     def _job_dir(self, tool_id: str) -> Path:
         if not tool_id.isalnum():  # ids are ours (hex); anything else is not a job here
             raise KeyError(tool_id)
@@ -102,12 +118,8 @@ class LocalBackend(Backend):
 
     def task_argv(self, spec: SubmitSpec) -> list[str]:
         """The managed-task command a job runs."""
-        argv = [*self.command, "-c", str(spec.config_path), "-t", spec.taskname]
-        if spec.debug:
-            argv.append("--debug")
-        return argv
+        return [*self.command, *spec.run_task_args()]
 
-    # ------------------------------------------------------------ interface ---
     async def submit(self, spec: SubmitSpec) -> Submitted:
         """Queue the job (idempotent on ``spec.job_key``) and start it if a slot is free."""
         async with self._lock:
@@ -123,8 +135,7 @@ class LocalBackend(Backend):
         tool_id = uuid.uuid4().hex[:16]
         job_dir = self._job_dir(tool_id)
         job_dir.mkdir(parents=True)
-        date = dt.datetime.now().strftime("%Y-%m-%dT%H%M%S")
-        log_path = log_path_for(self.root / "logs", spec, date, tool_id)
+        log_path = log_path_for(self.root / "logs", spec, log_date(), tool_id)
         env = {"EXPERIMENT": spec.experiment, "RUN_NUM": spec.run, "LUTE_JOB_ID": tool_id}
         record = {"argv": self.task_argv(spec), "env": env, "log_path": str(log_path),
                   "job_key": spec.job_key, "submitted_at": time.time()}
@@ -181,7 +192,7 @@ class LocalBackend(Backend):
                 job_dir = self._job_dir(tool_id)
                 if not (job_dir / "started").exists() and not (job_dir / "exit").exists():
                     # the runner died before it could claim the job (it cannot start)
-                    self._write_exit(job_dir, child.returncode or 127, cancelled=False)
+                    write_exit_file(job_dir / "exit", child.returncode or 127, cancelled=False)
         running = 0
         for marker in (self.root / "running").iterdir():
             state = self._state(marker.name)
@@ -222,7 +233,7 @@ class LocalBackend(Backend):
                 )
             except OSError as err:
                 log_fh.write(f"local backend: cannot start the job: {err}\n".encode())
-                self._write_exit(job_dir, 127, cancelled=False)
+                write_exit_file(job_dir / "exit", 127, cancelled=False)
                 return
         # the runner itself claims the job and records its pid (see local_runner)
         self._children[tool_id] = child
@@ -238,20 +249,14 @@ class LocalBackend(Backend):
             with contextlib.suppress(RuntimeError):  # the JID's loop has closed
                 notify()
 
-    @staticmethod
-    def _write_exit(job_dir: Path, exit_code: int | None, cancelled: bool) -> None:
-        tmp = job_dir / "exit.tmp"
-        tmp.write_text(json.dumps({"exit_code": exit_code, "cancelled": cancelled}))
-        os.replace(tmp, job_dir / "exit")
-
     def _runner_alive(self, job_dir: Path) -> bool:
         try:
             pid_s, _, started = (job_dir / "pid").read_text().partition(" ")
             pid = int(pid_s)
         except (OSError, ValueError):
             return False
-        now_started = _proc_start_time(pid)
-        return now_started is not None and (not started or now_started == started)
+        now_started = start_ticks(pid)
+        return now_started is not None and (not started or str(now_started) == started)
 
     def _read_exit(self, job_dir: Path) -> BackendJobState | None:
         try:
@@ -356,7 +361,7 @@ class LocalBackend(Backend):
                 time.sleep(0.05)
         elif not (job_dir / "pid").exists():
             # not started: a runner that starts now sees the cancel and stops
-            self._write_exit(job_dir, None, cancelled=True)
+            write_exit_file(job_dir / "exit", None, cancelled=True)
             return
         if (job_dir / "exit").exists():
             return
@@ -381,3 +386,8 @@ class LocalBackend(Backend):
     async def aclose(self) -> None:
         """Leave running jobs alone (they are detached); just forget the handles."""
         self._children.clear()
+
+
+def create(settings: JIDSettings) -> LocalBackend:
+    """The backend registry's factory: a LocalBackend from the JID's settings."""
+    return LocalBackend.from_config(LocalConfig.from_settings(settings))

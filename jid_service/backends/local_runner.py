@@ -22,22 +22,16 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from lute.execution.liveness import start_ticks
+
 GRACE_SECONDS = 10.0
 
 
-def write_exit_file(path: Path, exit_code: int, cancelled: bool) -> None:
+def write_exit_file(path: Path, exit_code: int | None, cancelled: bool) -> None:
     """Write the outcome atomically, so a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"exit_code": exit_code, "cancelled": cancelled}))
     os.replace(tmp, path)
-
-
-def _own_start_time() -> str:
-    try:
-        stat = Path("/proc/self/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def claim(job_dir: Path) -> bool:
@@ -47,7 +41,8 @@ def claim(job_dir: Path) -> bool:
     except FileExistsError:
         return False
     tmp = job_dir / "pid.tmp"
-    tmp.write_text(f"{os.getpid()} {_own_start_time()}")
+    own_start = start_ticks(os.getpid())
+    tmp.write_text(f"{os.getpid()} {'' if own_start is None else own_start}")
     os.replace(tmp, job_dir / "pid")
     return True
 

@@ -153,8 +153,3 @@ def parse_exit_code(raw: str | int | None) -> ExitCode | None:
         return None
     return ExitCode(int(match.group(1)), int(match.group(2) or 0))
 
-
-def exit_code_number(raw: str | int | None) -> int | None:
-    """The single exit code the JID reports: see :attr:`ExitCode.code`; ``None`` if unparsable."""
-    parsed = parse_exit_code(raw)
-    return None if parsed is None else parsed.code

@@ -161,20 +161,33 @@ async def test_ids_the_cluster_forgot(backend: SlurmBackend, task_config: Path):
     assert sum(backend.calls.values()) - calls_before <= 2
 
 
-async def test_fallback_reads_ended_jobs_from_accounting(backend: SlurmBackend, task_config: Path):
+def forgetful(backend: SlurmBackend, shim_dir: Path) -> SlurmBackend:
+    """A backend like ``backend`` whose squeue lists nothing, as once jobs pass MinJobAge."""
+    shim_dir.mkdir()
+    squeue = shim_dir / "squeue"
+    squeue.write_text("#!/bin/sh\nexit 0\n")
+    squeue.chmod(0o755)
+    return SlurmBackend(backend.launcher, backend.log_dir, query_timeout=backend.query_timeout,
+                        env={"PATH": f"{shim_dir}:{os.environ['PATH']}"})
+
+
+async def test_fallback_reads_ended_jobs_from_accounting(
+    backend: SlurmBackend, task_config: Path, tmp_path: Path
+):
     """What the backend answers for a job squeue dropped (after MinJobAge).
 
-    squeue keeps jobs for 300 s; asking the fallback directly shows what a
-    poll gets once they are gone. Without slurmdbd the first (``auto``) call
-    learns that accounting is off and switches to the jobcomp log.
+    squeue keeps jobs for 300 s; a backend whose squeue lists nothing shows
+    what a poll gets once they are gone. Without slurmdbd the first (``auto``)
+    call learns that accounting is off and switches to the jobcomp log.
     """
     job = await backend.submit(spec(task_config, "FailingTester", "fallback"))
     await wait_finished(backend, [job.tool_id])
-    first = await backend.forgotten_statuses([job.tool_id])
+    backend = forgetful(backend, tmp_path / "shims")
+    first = await backend.statuses([job.tool_id])
     if backend.fallback == "jobcomp":  # learnt: accounting storage is disabled
         assert first == {}
         deadline = time.monotonic() + 30
-        while not (found := await backend.forgotten_statuses([job.tool_id])):
+        while not (found := await backend.statuses([job.tool_id])):
             assert time.monotonic() < deadline, "the jobcomp log never listed the job"
             await asyncio.sleep(0.5)
     else:

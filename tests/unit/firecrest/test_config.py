@@ -14,9 +14,9 @@ from jid_service.backends.firecrest import (
     MIN_TOKEN_VALIDITY,
     FirecrestBackend,
     FirecrestConfigError,
-    _BearerAuth,
     create,
 )
+from jid_service.backends.firecrest.transport import BearerAuth as _BearerAuth
 from jid_service.settings import JIDSettings
 
 from .conftest import JOBS_URL, SYSTEM, WORK_DIR

@@ -121,10 +121,14 @@ async def test_read_log_without_a_path_finds_the_file_by_job_id(tmp_path):
 
 
 async def test_missing_sacct_disables_the_fallback_instead_of_failing_polls(tmp_path, monkeypatch):
-    # a PATH without Slurm's commands: the fallback cannot run, the poll must not fail
+    # a PATH whose squeue lists nothing and that has no sacct: the fallback
+    # cannot run, the poll must not fail
+    squeue = tmp_path / "squeue"
+    squeue.write_text("#!/bin/sh\nexit 0\n")
+    squeue.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     backend = SlurmBackend(tmp_path / "submit_slurm.sh", tmp_path / "logs")
-    assert await backend.forgotten_statuses(["12"]) == {}
+    assert await backend.statuses(["12"]) == {}
     assert backend.fallback == "none"
-    assert await backend.forgotten_statuses(["12"]) == {}
-    assert backend.calls == {"sacct": 1}
+    assert await backend.statuses(["12"]) == {}
+    assert backend.calls == {"squeue": 2, "sacct": 1}

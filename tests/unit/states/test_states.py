@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from jid_service.backends.slurm.parsers import parse_sacct
 from jid_service.backends.states import (
     UNKNOWN_STATE_STATUS,
     ExitCode,
     base_state,
-    exit_code_number,
     map_state,
     parse_exit_code,
 )
@@ -110,13 +110,15 @@ def test_base_state(raw: str, base: str) -> None:
 )
 def test_exit_codes(raw: str | int, parsed: ExitCode, number: int) -> None:
     assert parse_exit_code(raw) == parsed
-    assert exit_code_number(raw) == number
+    assert parsed.code == number
+    # the number a job reports, through the sacct parser
+    assert parse_sacct(f"1|FAILED|{raw}\n")["1"].exit_code == number
 
 
 @pytest.mark.parametrize("raw", [None, "", "abc", "3:", ":0", "-1:0", -1, "3:0:1", True])
 def test_unparsable_exit_codes(raw: object) -> None:
     assert parse_exit_code(raw) is None  # type: ignore[arg-type]
-    assert exit_code_number(raw) is None  # type: ignore[arg-type]
+    assert parse_sacct(f"1|FAILED|{raw}\n")["1"].exit_code is None
 
 
 def test_signal_flag() -> None:

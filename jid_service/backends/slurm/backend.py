@@ -1,10 +1,5 @@
 """The ``slurm`` backend: submit through ``submit_slurm.sh``, poll with one ``squeue``.
 
-Every scheduler command runs as an argv list through
-:func:`asyncio.create_subprocess_exec` (never a shell) with a timeout; on a
-timeout the whole process group is killed, because ``submit_slurm.sh`` starts
-``sbatch`` as a child.
-
 Polling (:meth:`SlurmBackend.statuses`) costs one ``squeue -t all -j ids`` per
 call, plus at most one fallback process for ids squeue no longer lists (jobs
 that ended more than ``MinJobAge`` seconds ago): ``sacct`` when accounting
@@ -14,7 +9,6 @@ two works is learnt once and remembered, so a tick never runs both.
 Measured on Slurm 22.05: ``squeue -j a,b`` with several ids lists the known ones
 and ignores the rest (rc 0), but ``squeue -j a`` with one unknown id fails with
 "Invalid job id specified" (rc 1): both mean "not listed" here, no retry needed.
-``squeue -O exit_code`` prints the raw wait status (768 = exit 3, 15 = signal 15).
 
 Every job carries ``--comment=jid:<_id>``; :meth:`SlurmBackend.submit` looks for
 it before submitting, so one ``_id`` is never queued twice (see ``submit``).
@@ -23,17 +17,12 @@ it before submitting, so one ``_id`` is never queued twice (see ``submit``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
 import os
-import re
-import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from jid_service.backends.base import (
     Backend,
@@ -45,161 +34,32 @@ from jid_service.backends.base import (
     SubmitSpec,
     Submitted,
 )
-from jid_service.backends.states import ExitCode, map_state, parse_exit_code
+from jid_service.backends.slurm.commands import CommandResult, is_unavailable_message, run_command
+from jid_service.backends.slurm.config import SlurmConfig
+from jid_service.backends.slurm.parsers import (
+    JOB_ID,
+    SACCT_FORMAT,
+    SQUEUE_FORMAT,
+    job_id_sort_key,
+    parse_sacct,
+    parse_scontrol_stdout,
+    parse_squeue,
+    parse_squeue_comments,
+    parse_submitted_job_id,
+)
+from jid_service.backends.slurm_dialect import job_tag, log_glob
 from jid_service.log_text import LogChunk, read_log_chunk
 from lute.job_status import JobStatus
-
-if TYPE_CHECKING:
-    from jid_service.settings import JIDSettings
 
 log = logging.getLogger(__name__)
 
 FallbackMode = Literal["auto", "sacct", "jobcomp", "none"]
 
-SQUEUE_FORMAT = "JobID:|,State:|,exit_code:|,Comment:|,Reason:"
-"""squeue ``-O`` fields; Reason last, so a stray ``|`` there cannot shift a column."""
-
-SACCT_FORMAT = "JobIDRaw,State,ExitCode"
-
-# stderr of Slurm clients when the controller cannot be reached or answer in time
-_UNAVAILABLE_PATTERNS = (
-    "unable to contact slurm controller",
-    "connection refused",
-    "socket timed out",
-    "timed out",
-    "connect failure",
-    "zero bytes were transmitted",
-    "temporarily unable to accept job",
-    "transport endpoint is not connected",
-    "communication connection failure",
-    "slurmctld(primary) at",  # scontrol ping: "... is DOWN"
-    "unable to establish controller",
-    "no route to host",
-)
 # stderr of sbatch when the controller answered and refused this job
 _REJECTED_MARKERS = ("batch job submission failed", "sbatch: error:", "error:")
 _INVALID_JOB_ID = "invalid job id specified"
 _ACCOUNTING_DISABLED = "accounting storage is disabled"
 _ALREADY_ENDED = ("already completing or completed", "job/step already", _INVALID_JOB_ID)
-
-_SAFE_TAG = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_JOB_ID = re.compile(r"\d+(?:_\d+)?")
-_STDOUT_FIELD = re.compile(r"(?:^|\s)StdOut=(\S*)")
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What a finished scheduler command printed, and its exit status."""
-
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def message(self) -> str:
-        """The command's error text (stderr, else stdout), stripped, for error messages."""
-        return (self.stderr.strip() or self.stdout.strip())[-2000:]
-
-
-def job_tag(job_key: str) -> str:
-    """The Slurm ``--comment`` that marks a job as the submission of ``job_key``.
-
-    Lets the backend find a job whose submission answer was lost (a timeout
-    after sbatch reached the controller) instead of submitting it twice. Keys
-    outside a safe character set are replaced by a hash, so caller text never
-    reaches Slurm verbatim.
-    """
-    if _SAFE_TAG.fullmatch(job_key):
-        return f"jid:{job_key}"
-    return "jid:sha256-" + hashlib.sha256(job_key.encode()).hexdigest()[:32]
-
-
-def is_unavailable_message(text: str) -> bool:
-    """True when a Slurm client's error text means the controller is unreachable or frozen."""
-    lowered = text.lower()
-    return any(p in lowered for p in _UNAVAILABLE_PATTERNS)
-
-
-def wait_status_exit_code(raw: str) -> ExitCode | None:
-    """squeue's ``exit_code`` (a raw wait status: 768 -> (3, 0), 15 -> (0, 15))."""
-    text = raw.strip()
-    if not text.isdigit():
-        return None
-    value = int(text)
-    return ExitCode((value >> 8) & 0xFF, value & 0x7F)
-
-
-def _state(tool_id: str, raw_state: str, exit_code: ExitCode | None) -> BackendJobState:
-    mapped = map_state(raw_state)
-    code = exit_code.code if (exit_code is not None and mapped.status.finished) else None
-    return BackendJobState(
-        tool_id=tool_id, status=mapped.status, raw_status=mapped.raw, exit_code=code
-    )
-
-
-def parse_squeue(output: str, wanted: Sequence[str] | None = None) -> dict[str, BackendJobState]:
-    """Parse ``squeue -h -O`` output in :data:`SQUEUE_FORMAT`; keep only ``wanted`` ids."""
-    keep = set(wanted) if wanted is not None else None
-    states: dict[str, BackendJobState] = {}
-    for line in output.splitlines():
-        fields = line.split("|", 4)
-        if len(fields) < 3:
-            continue
-        job_id, raw_state, raw_exit = (f.strip() for f in fields[:3])
-        if not _JOB_ID.fullmatch(job_id) or (keep is not None and job_id not in keep):
-            continue
-        states[job_id] = _state(job_id, raw_state, wait_status_exit_code(raw_exit))
-    return states
-
-
-def parse_squeue_comments(output: str) -> dict[str, str]:
-    """Map job id -> comment from ``squeue -h -O`` output in :data:`SQUEUE_FORMAT`."""
-    comments: dict[str, str] = {}
-    for line in output.splitlines():
-        fields = line.split("|", 4)
-        if len(fields) >= 4 and _JOB_ID.fullmatch(fields[0].strip()):
-            comments[fields[0].strip()] = fields[3].strip()
-    return comments
-
-
-def parse_sacct(output: str, wanted: Sequence[str] | None = None) -> dict[str, BackendJobState]:
-    """Parse ``sacct -P -n --format=JobIDRaw,State,ExitCode`` (also ``sacct -c``) output.
-
-    Job steps (``123.batch``) are skipped; the allocation line carries the
-    job's state. A job listed twice (requeued) keeps its last line.
-    """
-    keep = set(wanted) if wanted is not None else None
-    states: dict[str, BackendJobState] = {}
-    for line in output.splitlines():
-        fields = line.strip().split("|")
-        if len(fields) < 3:
-            continue
-        job_id, raw_state, raw_exit = fields[0].strip(), fields[1].strip(), fields[2].strip()
-        if not _JOB_ID.fullmatch(job_id) or (keep is not None and job_id not in keep):
-            continue
-        states[job_id] = _state(job_id, raw_state, parse_exit_code(raw_exit))
-    return states
-
-
-def parse_scontrol_stdout(output: str) -> str | None:
-    """The ``StdOut=`` path of ``scontrol show job -o`` output, if any."""
-    match = _STDOUT_FIELD.search(output)
-    if match is None or match.group(1) in ("", "(null)"):
-        return None
-    return match.group(1)
-
-
-def parse_submitted_job_id(stdout: str) -> str | None:
-    """The job id that ``submit_slurm.sh`` (``sbatch --parsable``) printed.
-
-    ``--parsable`` prints ``ID`` or ``ID;CLUSTER``; the last such line counts.
-    """
-    for line in reversed(stdout.strip().splitlines()):
-        candidate = line.strip().split(";", 1)[0]
-        if candidate.isdigit():
-            return candidate
-    return None
 
 
 class SlurmBackend(Backend):
@@ -222,6 +82,17 @@ class SlurmBackend(Backend):
     """
 
     name = "slurm"
+
+    @classmethod
+    def from_config(cls, config: SlurmConfig) -> SlurmBackend:
+        """The backend the daemon runs, as its settings describe it."""
+        return cls(
+            config.launcher,
+            config.log_dir,
+            submit_timeout=config.submit_timeout,
+            query_timeout=config.query_timeout,
+            unknown_grace=config.unknown_grace,
+        )
 
     def __init__(
         self,
@@ -247,7 +118,6 @@ class SlurmBackend(Backend):
         self.calls: dict[str, int] = {}
         """How many processes of each command this backend ran (for metrics and tests)."""
 
-    # ------------------------------------------------------------ commands ---
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.extra_env)
@@ -255,41 +125,15 @@ class SlurmBackend(Backend):
         return env
 
     async def _run(self, argv: Sequence[str], timeout: float) -> CommandResult:
-        """Run one command; BackendUnavailable on timeout or when it cannot start."""
+        """Run one command, counted in :attr:`calls`; see :func:`run_command`."""
         name = Path(argv[0]).name
         self.calls[name] = self.calls.get(name, 0) + 1
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self._env(),
-                cwd=self.log_dir if self.log_dir.is_dir() else None,
-                start_new_session=True,  # its own group, so a timeout kills sbatch too
-            )
-        except FileNotFoundError as exc:
-            raise BackendError(f"{name}: command not found ({exc.filename})") from exc
-        except PermissionError as exc:
-            raise BackendError(f"{name}: not executable ({exc.filename})") from exc
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                await asyncio.shield(proc.wait())
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise BackendUnavailable(
-                f"{name} did not answer within {timeout:g} s (Slurm controller unreachable?)",
-                retry_after=self.retry_after,
-            ) from exc
-        return CommandResult(
-            tuple(argv),
-            proc.returncode if proc.returncode is not None else -1,
-            out.decode("utf-8", errors="replace"),
-            err.decode("utf-8", errors="replace"),
+        return await run_command(
+            argv,
+            timeout,
+            env=self._env(),
+            cwd=self.log_dir if self.log_dir.is_dir() else None,
+            retry_after=self.retry_after,
         )
 
     def _unavailable(self, result: CommandResult) -> BackendUnavailable:
@@ -297,12 +141,9 @@ class SlurmBackend(Backend):
             f"Slurm controller unavailable: {result.message}", retry_after=self.retry_after
         )
 
-    # -------------------------------------------------------------- submit ---
     def argv(self, spec: SubmitSpec) -> list[str]:
         """The launcher argv for ``spec`` (what :meth:`render` shows and :meth:`submit` runs)."""
-        argv = [str(self.launcher), "-c", str(spec.config_path), "-t", spec.taskname]
-        if spec.debug:
-            argv.append("--debug")
+        argv = [str(self.launcher), *spec.run_task_args()]
         argv += ["-e", spec.experiment, "-r", spec.run]
         argv += list(spec.slurm_args)
         argv.append(f"--comment={job_tag(spec.job_key)}")
@@ -325,7 +166,7 @@ class SlurmBackend(Backend):
         found = await self._find_tagged(tag)
         if found is not None:
             log.info("job %s was already submitted as %s; not submitting again", tag, found)
-            return Submitted(tool_id=found, log_path=await self._log_path(found, spec))
+            return Submitted(tool_id=found, log_path=await self._log_path(found))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         result = await self._run(self.argv(spec), self.submit_timeout)
         if result.returncode != 0:
@@ -369,7 +210,7 @@ class SlurmBackend(Backend):
                    if comment == tag]
         return max(matches, key=int) if matches else None
 
-    async def _log_path(self, job_id: str, spec: SubmitSpec | None = None) -> str | None:
+    async def _log_path(self, job_id: str) -> str | None:
         """Where the job writes its log: scontrol's StdOut, else the file found in log_dir."""
         try:
             result = await self._run(["scontrol", "show", "job", "-o", job_id], self.query_timeout)
@@ -383,14 +224,13 @@ class SlurmBackend(Backend):
         return str(found) if found is not None else None
 
     def _glob_log(self, job_id: str) -> Path | None:
-        # submit_slurm.sh names logs NAME_EXP_rRUN_DATE_JOBID.out (base.log_path_for)
-        matches = sorted(self.log_dir.glob(f"*_{job_id}.out"))
+        # submit_slurm.sh names logs as slurm_dialect.log_path_for does
+        matches = sorted(self.log_dir.glob(log_glob(job_id)))
         return matches[-1] if matches else None
 
-    # ------------------------------------------------------------ statuses ---
     async def statuses(self, tool_ids: list[str]) -> dict[str, BackendJobState]:
         """One ``squeue`` for all ids, plus at most one fallback for ids it no longer lists."""
-        ids = sorted({t for t in tool_ids if _JOB_ID.fullmatch(t)}, key=_id_sort_key)
+        ids = sorted({t for t in tool_ids if JOB_ID.fullmatch(t)}, key=job_id_sort_key)
         if not ids:
             return {}
         result = await self._run(
@@ -431,16 +271,13 @@ class SlurmBackend(Backend):
                 states[job_id] = BackendJobState(tool_id=job_id, status=JobStatus.FAILED,
                                                  raw_status="UNKNOWN")
 
-    async def forgotten_statuses(self, ids: list[str]) -> dict[str, BackendJobState]:
+    async def _forgotten(self, ids: list[str]) -> tuple[dict[str, BackendJobState], bool]:
         """States of jobs ``squeue`` no longer lists, from one ``sacct`` process (or none).
 
         Never raises for an unreachable accounting source: the ids just stay
-        unknown this tick.
+        unknown this tick. The flag says whether the answer is conclusive (no
+        source failed).
         """
-        return (await self._forgotten(ids))[0]
-
-    async def _forgotten(self, ids: list[str]) -> tuple[dict[str, BackendJobState], bool]:
-        """``forgotten_statuses`` and whether the answer is conclusive (no source failed)."""
         mode = self.fallback
         if mode == "none" or not ids:
             return {}, True
@@ -469,7 +306,6 @@ class SlurmBackend(Backend):
             self.fallback = "sacct"
         return parse_sacct(result.stdout, ids), True
 
-    # ---------------------------------------------------------------- logs ---
     async def read_log(
         self, tool_id: str, log_path: str | None, offset: int, limit: int
     ) -> LogChunk:
@@ -479,10 +315,9 @@ class SlurmBackend(Backend):
             return LogChunk(text="", offset=max(offset, 0), next_offset=max(offset, 0))
         return await asyncio.to_thread(read_log_chunk, path, offset, limit)
 
-    # ------------------------------------------------------ cancel, health ---
     async def cancel(self, tool_id: str) -> None:
         """``scancel ID``; a job that already ended (or that Slurm forgot) is not an error."""
-        if not _JOB_ID.fullmatch(tool_id):
+        if not JOB_ID.fullmatch(tool_id):
             raise BackendError(f"not a Slurm job id: {tool_id!r}")
         result = await self._run(["scancel", tool_id], self.query_timeout)
         message = result.message.lower()
@@ -500,33 +335,3 @@ class SlurmBackend(Backend):
         result = await self._run(["scontrol", "ping"], min(self.query_timeout, 10.0))
         if result.returncode != 0 or "is UP" not in result.stdout:
             raise self._unavailable(result)
-
-
-def _id_sort_key(job_id: str) -> tuple[int, int]:
-    base, _, task = job_id.partition("_")
-    return int(base), int(task or 0)
-
-
-__all__ = [
-    "SQUEUE_FORMAT",
-    "CommandResult",
-    "SlurmBackend",
-    "create",
-    "is_unavailable_message",
-    "job_tag",
-    "parse_sacct",
-    "parse_scontrol_stdout",
-    "parse_squeue",
-    "parse_submitted_job_id",
-    "wait_status_exit_code",
-]
-
-
-def create(settings: JIDSettings) -> SlurmBackend:
-    """The backend registry's factory: launcher and log directory from the JID settings."""
-    return SlurmBackend(
-        settings.launcher,
-        settings.effective_log_dir,
-        submit_timeout=float(getattr(settings, "slurm_submit_timeout", 60.0)),
-        query_timeout=float(getattr(settings, "slurm_query_timeout", 20.0)),
-    )
