@@ -21,7 +21,6 @@ worker is started just to copy it. See ``docs/airflow.md`` for the figures.
 
 from __future__ import annotations
 
-import getpass
 import json
 import time
 from collections.abc import Mapping
@@ -30,59 +29,40 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
-from airflow.sdk.log import mask_secret
 from airflow.triggers.base import StartTriggerArgs
 
-from lute.airflow.client import JIDClient, JIDError, JIDUnavailableError
-from lute.airflow.control_document import (
-    ControlDocumentError,
-    StepIdentity,
-    build_control_document,
-    managed_task_name,
-)
+from lute.airflow.client import JIDClient, JIDError, JIDUnavailableError, RetryPolicy
+from lute.airflow.control_document import ControlDocumentError, StepIdentity, managed_task_name
 from lute.airflow.hook import JIDEndpoint, JIDHook
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
+from lute.airflow.job_wait import (
+    JobForgottenError,
+    followed,
+    has_ended,
+    outage_message,
+    poll_seconds,
+)
+from lute.airflow.step_conf import (
+    DEFER_AFTER_CONF_KEY,
+    conf_token,
+    defer_after_for,
+    deferrable_for,
+    inline_wait,
+    is_dry_run,
+)
+from lute.airflow.step_options import StepOptions
 from lute.airflow.trigger import JIDJobTrigger, rendering_text
-from lute.job_status import FINISHED_STATUSES
 
 LOG_TAIL_LINES = 30
 """How many of the log's last lines a failure message carries."""
 
-DEFERRABLE_CONF_KEY = "jid_deferrable"
-"""A run's conf may set this to true/false to override ``deferrable`` (benchmarks)."""
-
-DEFER_AFTER_CONF_KEY = "jid_defer_after"
-"""A run's conf may set this (seconds, >= 0) to override ``defer_after``."""
-
 DEFAULT_DEFER_AFTER = 1.0
 """Seconds a deferrable step waits in the worker before deferring (see ``defer_after``)."""
-
-LONG_STEP_MARGIN = 5.0
-"""A managed task whose recent jobs took ``defer_after`` + this many seconds or more
-defers at once: waiting in the worker first would only hold a slot."""
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     """The last ``lines`` lines of a log."""
     return "\n".join((text or "").rstrip("\n").splitlines()[-lines:])
-
-
-def inline_wait(defer_after: float, typical_seconds: float | None) -> float:
-    """How long a deferrable step waits in the worker before deferring.
-
-    ``defer_after``, unless the managed task's recent jobs typically took
-    ``defer_after`` + LONG_STEP_MARGIN seconds or more: such a step would
-    defer anyway, so it defers at once and frees its worker slot sooner.
-    """
-    if typical_seconds is not None and typical_seconds >= defer_after + LONG_STEP_MARGIN:
-        return 0.0
-    return defer_after
 
 
 class JIDSlurmOperator(BaseOperator):
@@ -158,21 +138,7 @@ class JIDSlurmOperator(BaseOperator):
             self.start_from_trigger = True
             self.start_trigger_args = StartTriggerArgs(
                 trigger_cls=f"{JIDJobTrigger.__module__}.{JIDJobTrigger.__qualname__}",
-                trigger_kwargs={
-                    "job": None,
-                    "jid_conn_id": jid_conn_id,
-                    "wait_timeout": min(poke_interval, 60.0),
-                    "outage_timeout": outage_timeout,
-                    "submit": {
-                        "max_cores": max_cores,
-                        "max_nodes": max_nodes,
-                        "require_partition": require_partition,
-                        "custom_slurm_params": custom_slurm_params,
-                        "user": user,
-                    },
-                    "end_from_trigger": end_from_trigger,
-                    "push_return_value": self.do_xcom_push,
-                },
+                trigger_kwargs=self._trigger_kwargs(job=None, token=None),
                 next_method="execute_complete",
                 next_kwargs=None,
                 timeout=None,
@@ -183,6 +149,17 @@ class JIDSlurmOperator(BaseOperator):
         """The managed task this step runs: the task id without its task-group prefix."""
         return managed_task_name(self.task_id)
 
+    @property
+    def options(self) -> StepOptions:
+        """The options that shape this step's job (Slurm ones as rendered, once rendered)."""
+        return StepOptions(
+            max_cores=self.max_cores,
+            max_nodes=self.max_nodes,
+            require_partition=self.require_partition,
+            custom_slurm_params=self.custom_slurm_params,
+            user=self.user,
+        )
+
     # -- helpers ---------------------------------------------------------------
 
     @staticmethod
@@ -191,111 +168,86 @@ class JIDSlurmOperator(BaseOperator):
         conf = getattr(dag_run, "conf", None) or {}
         return dict(conf)
 
-    def _token_override(self, conf: Mapping[str, Any]) -> str | None:
-        # ARP compatibility: the run's conf may carry the JID token.
-        token = conf.get("Authorization")
-        if not token:
-            return None
-        token = str(token)
-        # A connection password is masked in task logs by Airflow; a token from
-        # the conf is not, so register it (with and without "Bearer ").
-        mask_secret(token)
-        if token.lower().startswith("bearer "):
-            mask_secret(token[7:].strip())
-        return token
-
-    def _resolve(self, conf: Mapping[str, Any]) -> JIDEndpoint:
+    def _client(self, conf: Mapping[str, Any]) -> JIDClient:
         if self._endpoint is None:
             self._endpoint = JIDHook(self.jid_conn_id).get_endpoint()
-        self._token = self._token_override(conf) or self._endpoint.token
-        return self._endpoint
-
-    def _client(self, conf: Mapping[str, Any]) -> JIDClient:
-        endpoint = self._resolve(conf)
-        return endpoint.client(token=self._token)
+        self._token = conf_token(conf) or self._endpoint.token
+        return self._endpoint.client(token=self._token)
 
     def control_document(self, context: Mapping[str, Any]) -> dict[str, Any]:
         """The control document of this try of this step."""
-        ti = context["ti"]
-        identity = StepIdentity.of(ti)
+        identity = StepIdentity.of(context["ti"])
         try:
-            return build_control_document(
-                self._conf(context),
-                self.task_id,
-                identity,
-                user=self.user or getpass.getuser(),
-                max_cores=self.max_cores,
-                max_nodes=self.max_nodes,
-                require_partition=self.require_partition,
-                custom_slurm_params=self.custom_slurm_params,
-            )
+            return self.options.control_document(self._conf(context), self.task_id, identity)
         except ControlDocumentError as exc:
             raise AirflowException(str(exc)) from exc
 
-    def _deferrable_for(self, conf: Mapping[str, Any]) -> bool:
-        if DEFERRABLE_CONF_KEY in conf and conf[DEFERRABLE_CONF_KEY] is not None:
-            return _truthy(conf[DEFERRABLE_CONF_KEY])
-        return self.deferrable
-
     def _defer_after_for(self, conf: Mapping[str, Any]) -> float:
-        value = conf.get(DEFER_AFTER_CONF_KEY)
-        if value is None:
-            return self.defer_after
         try:
-            seconds = float(value)
-        except (TypeError, ValueError):
-            raise AirflowException(
-                f"conf[{DEFER_AFTER_CONF_KEY!r}] must be a number of seconds, not {value!r}"
-            ) from None
-        if not seconds >= 0:
-            raise AirflowException(f"conf[{DEFER_AFTER_CONF_KEY!r}] must be >= 0, not {value!r}")
-        return seconds
+            return defer_after_for(conf, self.defer_after)
+        except ValueError as exc:
+            raise AirflowException(str(exc)) from None
+
+    def _trigger_kwargs(
+        self, job: dict[str, Any] | None, token: str | None
+    ) -> dict[str, Any]:
+        """The trigger's kwargs: wait for ``job``, or (None) submit this step's job first."""
+        return {
+            "job": job,
+            "jid_conn_id": self.jid_conn_id,
+            "token": token,
+            "submit": self.options.model_dump() if job is None else None,
+            "wait_timeout": poll_seconds(self.poke_interval),
+            "outage_timeout": self.outage_timeout,
+            "end_from_trigger": self.end_from_trigger,
+            "push_return_value": self.do_xcom_push,
+        }
 
     # -- execution -------------------------------------------------------------
 
     def execute(self, context: Any) -> Any:
-        """Submit the job (or render it on a dry run) and wait for it."""
+        """Render the step on a dry run; else run it waiting in the worker or deferring."""
         conf = self._conf(context)
         doc = self.control_document(context)
         with self._client(conf) as client:
-            if _truthy(conf.get("dryrun")):
+            if is_dry_run(conf):
                 return self._dry_run(client, doc, context)
-            try:
-                job = client.start_job(doc)
-            except JIDError as exc:
-                raise AirflowException(f"JID refused {self.lute_task_id}: {exc}") from exc
-            self._job = job
-            self.log.info(
-                "submitted %s as job %s (%s), status %s",
-                self.lute_task_id, job.get("tool_id"), job.get("_id"), job.get("status"),
-            )
-            if job.get("status") not in FINISHED_STATUSES:
-                if self._deferrable_for(conf):
-                    job = self._wait_inline(client, job, self._inline_wait_for(client, job, conf))
-                    if job.get("status") not in FINISHED_STATUSES:
-                        self._defer_on(job, conf)
-                job = self._wait_blocking(client, job)
-            return self._finish(client, job, context)
+            if deferrable_for(conf, self.deferrable):
+                return self.execute_async(context, client, doc, conf)
+            return self.execute_sync(context, client, doc)
 
-    def _defer_on(self, job: dict[str, Any], conf: Mapping[str, Any]) -> None:
-        endpoint = self._resolve(conf)
-        self.defer(
-            trigger=JIDJobTrigger(
-                job=job,
-                jid_conn_id=self.jid_conn_id,
-                base_url=endpoint.base_url,
-                base_path=endpoint.base_path,
-                request_timeout=endpoint.timeout,
-                token=self._token_override(conf),
-                wait_timeout=min(self.poke_interval, 60.0),
-                outage_timeout=self.outage_timeout,
-                end_from_trigger=self.end_from_trigger,
-                push_return_value=self.do_xcom_push,
-            ),
-            method_name="execute_complete",
-            timeout=self.execution_timeout if isinstance(self.execution_timeout, timedelta)
-            else None,
+    def execute_sync(self, context: Any, client: JIDClient, doc: dict[str, Any]) -> Any:
+        """Submit the job and wait for its end in the worker."""
+        job = self._wait_blocking(client, self._submit(client, doc))
+        return self._finish(client, job, context)
+
+    def execute_async(
+        self, context: Any, client: JIDClient, doc: dict[str, Any], conf: Mapping[str, Any]
+    ) -> Any:
+        """Submit the job, wait up to ``defer_after`` in the worker, then defer if it runs on."""
+        job = self._submit(client, doc)
+        if not has_ended(job):
+            job = self._wait_inline(client, job, self._inline_wait_for(client, job, conf))
+        if not has_ended(job):
+            self.defer(
+                trigger=JIDJobTrigger(**self._trigger_kwargs(job, conf_token(conf))),
+                method_name="execute_complete",
+                timeout=self.execution_timeout
+                if isinstance(self.execution_timeout, timedelta) else None,
+            )
+        return self._finish(client, job, context)
+
+    def _submit(self, client: JIDClient, doc: dict[str, Any]) -> dict[str, Any]:
+        try:
+            job = client.start_job(doc)
+        except JIDError as exc:
+            raise AirflowException(f"JID refused {self.lute_task_id}: {exc}") from exc
+        self._job = job
+        self.log.info(
+            "submitted %s as job %s (%s), status %s",
+            self.lute_task_id, job.get("tool_id"), job.get("_id"), job.get("status"),
         )
+        return job
 
     def _inline_wait_for(
         self, client: JIDClient, job: dict[str, Any], conf: Mapping[str, Any]
@@ -319,52 +271,33 @@ class JIDSlurmOperator(BaseOperator):
         """Long-poll for up to ``seconds`` before deferring; the freshest document seen.
 
         Any JID trouble here just ends the inline wait: the trigger waits out
-        outages with its own backoff.
+        outages under the same policy as the blocking wait.
         """
         deadline = time.monotonic() + seconds
-        while job.get("status") not in FINISHED_STATUSES:
+        while not has_ended(job):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             try:
-                fresh = client.wait([job], timeout=left)
+                job = self._job = followed(job, client.wait([job], timeout=left), self.log)
             except JIDError as exc:
                 self.log.info("JID wait failed (%s); deferring", exc)
                 break
-            if not fresh:
-                break
-            if fresh[0].get("status") != job.get("status"):
-                self.log.info("job %s: %s", fresh[0].get("tool_id"), fresh[0].get("status"))
-            job = self._job = fresh[0]
         return job
 
     def _wait_blocking(self, client: JIDClient, job: dict[str, Any]) -> dict[str, Any]:
-        backoff = 1.0
-        outage_started: float | None = None
-        while job.get("status") not in FINISHED_STATUSES:
+        waiting = client.with_retry(RetryPolicy.outage(self.outage_timeout), log=self.log)
+        while not has_ended(job):
+            since = time.monotonic()
             try:
-                fresh = client.wait([job], timeout=min(self.poke_interval, 60.0))
+                fresh = waiting.wait([job], timeout=poll_seconds(self.poke_interval))
+                job = self._job = followed(job, fresh, self.log)
             except JIDUnavailableError as exc:
-                now = time.monotonic()
-                outage_started = outage_started or now
-                if now - outage_started >= self.outage_timeout:
-                    raise AirflowException(
-                        f"JID unavailable for {now - outage_started:.0f} s: {exc}"
-                    ) from exc
-                delay = min(max(backoff, exc.retry_after or 0.0), 60.0)
-                self.log.warning("JID unavailable (%s); retrying in %.1f s", exc, delay)
-                time.sleep(delay)
-                backoff = min(backoff * 2, 60.0)
-                continue
+                raise AirflowException(outage_message(exc, since)) from exc
+            except JobForgottenError as exc:
+                raise AirflowException(str(exc)) from exc
             except JIDError as exc:
                 raise AirflowException(f"JID error while waiting: {exc}") from exc
-            outage_started, backoff = None, 1.0
-            if not fresh:
-                raise AirflowException("JID no longer knows the job")
-            if fresh[0].get("status") != job.get("status"):
-                self.log.info("job %s: %s", fresh[0].get("tool_id"), fresh[0].get("status"))
-            job = fresh[0]
-            self._job = job
         return job
 
     def execute_complete(self, context: Any, event: dict[str, Any] | str | None = None) -> Any:
@@ -391,7 +324,7 @@ class JIDSlurmOperator(BaseOperator):
     def _resume_without_job(self, context: Any, conf: Mapping[str, Any], event: Any) -> Any:
         doc = self.control_document(context)
         with self._client(conf) as client:
-            if _truthy(conf.get("dryrun")):
+            if is_dry_run(conf):
                 return self._dry_run(client, doc, context)
             try:
                 found = client.job_statuses([doc])
@@ -399,7 +332,7 @@ class JIDSlurmOperator(BaseOperator):
                 raise AirflowException(
                     f"resumed with {event!r}; cannot find job {doc['_id']}: {exc}"
                 ) from exc
-            if not found or found[0].get("status") not in FINISHED_STATUSES:
+            if not found or not has_ended(found[0]):
                 raise AirflowException(
                     f"resumed with {event!r} but job {doc['_id']} has not ended: {found}"
                 )
@@ -442,7 +375,7 @@ class JIDSlurmOperator(BaseOperator):
     def on_kill(self) -> None:
         """The running task was killed: cancel its job through the JID."""
         job = self._job
-        if not job or job.get("status") in FINISHED_STATUSES or self._endpoint is None:
+        if not job or has_ended(job) or self._endpoint is None:
             return
         try:
             with self._endpoint.client(token=self._token) as client:

@@ -4,14 +4,16 @@ It long-polls the JID's ``POST /wait`` (which answers as soon as the job's
 status differs from the one sent, or after ``wait_timeout`` seconds), so a
 status change reaches Airflow within one round trip while an idle job costs
 one request per ``wait_timeout``. JID outages (connection errors, 429, 503)
-are waited out with exponential backoff honouring ``Retry-After``, up to
-``outage_timeout`` seconds in a row.
+are waited out under the same policy as the operator's blocking wait
+(:mod:`lute.airflow.job_wait`), up to ``outage_timeout`` seconds in a row.
 
-Given no ``job`` but the operator's options (``submit``), the trigger first
-builds the control document from its task instance's context and submits it
-itself: that is how a step started in the triggerer
-(``JIDSlurmOperator(start_in_triggerer=True)``) runs without ever taking a
-worker slot before its job ends.
+The trigger is given the ``jid`` connection id (and, when the run's conf
+carried one, that token) and resolves the JID's address through
+:class:`~lute.airflow.hook.JIDHook` on the triggerer's event loop. Given no
+``job`` but the operator's options (``submit``), it first builds the control
+document from its task instance's context and submits it itself: that is how
+a step started in the triggerer (``JIDSlurmOperator(start_in_triggerer=True)``)
+runs without ever taking a worker slot before its job ends.
 
 Events: ``{"status": "finished", "job": doc}`` once the job is DONE, FAILED
 or EXITED; ``{"status": "rendered", "rendering": {...}}`` for a dry run
@@ -31,32 +33,22 @@ Airflow's retries apply as usual).
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
-import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
-from airflow.sdk.log import mask_secret
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from lute.airflow.client import (
-    NO_RETRY,
-    AsyncJIDClient,
-    JIDError,
-    JIDUnavailableError,
-    RetryPolicy,
-)
-from lute.airflow.control_document import (
-    StepIdentity,
-    build_control_document,
-)
-from lute.airflow.hook import JIDEndpoint, JIDHook
-from lute.job_status import FINISHED_STATUSES
-
-logger = logging.getLogger(__name__)
+from lute.airflow.client import AsyncJIDClient, JIDError, JIDUnavailableError, RetryPolicy
+from lute.airflow.control_document import StepIdentity
+from lute.airflow.hook import JIDHook
+from lute.airflow.hook_fields import DEFAULT_CONN_ID
+from lute.airflow.job_wait import followed, has_ended, outage_message
+from lute.airflow.retry_policy import NO_RETRY
+from lute.airflow.step_conf import conf_token, is_dry_run
+from lute.airflow.step_options import StepOptions
 
 _REDACTED = "***"
 
@@ -71,6 +63,18 @@ def rendering_text(task: str, rendering: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _error(message: str, job: dict[str, Any]) -> TriggerEvent:
+    return TriggerEvent({"status": "error", "message": message, "job": job})
+
+
+class _Ended(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """A phase of ``run`` ended the trigger early with this event."""
+
+    def __init__(self, event: TriggerEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
 class JIDJobTrigger(BaseTrigger):
     """Fire once a JID job has finished (or the JID cannot be used any more)."""
 
@@ -80,32 +84,25 @@ class JIDJobTrigger(BaseTrigger):
     def __init__(
         self,
         job: dict[str, Any] | None = None,
-        jid_conn_id: str = "jid_default",
-        base_url: str | None = None,
-        base_path: str = "/jid/ws",
-        request_timeout: float = 30.0,
+        jid_conn_id: str = DEFAULT_CONN_ID,
         token: str | None = None,
+        submit: StepOptions | Mapping[str, Any] | None = None,
         wait_timeout: float = 30.0,
         initial_backoff: float = 1.0,
         max_backoff: float = 60.0,
         outage_timeout: float | None = 3600.0,
-        submit: dict[str, Any] | None = None,
         end_from_trigger: bool = False,
         push_return_value: bool = True,
     ) -> None:
         super().__init__()
         self.job = job
-        # Set when the step starts in the triggerer (no job yet): the operator's
-        # options; the control document is built here from the run's context.
-        self.submit = submit
-        self._current: dict[str, Any] | None = job
         self.jid_conn_id = jid_conn_id
-        self.base_url = base_url
-        self.base_path = base_path
-        self.request_timeout = request_timeout
         # Only set when the run's conf carried the token (ARP); otherwise the
         # triggerer reads it from the connection, so it is not stored here.
         self.token = token
+        # Set when the step starts in the triggerer (no job yet): the operator's
+        # options; the control document is built here from the run's context.
+        self.submit = StepOptions.of(submit)
         self.wait_timeout = wait_timeout
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
@@ -114,6 +111,7 @@ class JIDJobTrigger(BaseTrigger):
         # than starting a worker to do it; see the module docstring.
         self.end_from_trigger = end_from_trigger
         self.push_return_value = push_return_value
+        self._current: dict[str, Any] | None = job
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and kwargs; Airflow stores them encrypted in its trigger table."""
@@ -122,15 +120,12 @@ class JIDJobTrigger(BaseTrigger):
             {
                 "job": self.job,
                 "jid_conn_id": self.jid_conn_id,
-                "base_url": self.base_url,
-                "base_path": self.base_path,
-                "request_timeout": self.request_timeout,
                 "token": self.token,
+                "submit": None if self.submit is None else self.submit.model_dump(),
                 "wait_timeout": self.wait_timeout,
                 "initial_backoff": self.initial_backoff,
                 "max_backoff": self.max_backoff,
                 "outage_timeout": self.outage_timeout,
-                "submit": self.submit,
                 "end_from_trigger": self.end_from_trigger,
                 "push_return_value": self.push_return_value,
             },
@@ -145,19 +140,13 @@ class JIDJobTrigger(BaseTrigger):
             kwargs["job"] = {k: self.job.get(k) for k in ("_id", "tool_id", "status")}
         return self.repr(classpath, kwargs)
 
-    async def _endpoint(self) -> JIDEndpoint:
-        if self.base_url and self.token:
-            return JIDEndpoint(self.base_url, self.base_path, self.request_timeout, self.token)
-        endpoint = await JIDHook(self.jid_conn_id).aget_endpoint()
-        if self.base_url:
-            return JIDEndpoint(
-                self.base_url, self.base_path, self.request_timeout, self.token or endpoint.token
-            )
-        return endpoint
-
     async def make_client(self, retry: RetryPolicy = NO_RETRY) -> AsyncJIDClient:
-        """The asyncio client used by ``run`` (no retries: it backs off itself) and ``on_kill``."""
-        endpoint = await self._endpoint()
+        """The asyncio client of ``run`` and ``on_kill``, for the connection's JID.
+
+        The connection is read with the hook's async lookup: inside the
+        triggerer that asks the supervisor without blocking the event loop.
+        """
+        endpoint = await JIDHook(self.jid_conn_id).aget_endpoint()
         return AsyncJIDClient(
             endpoint.base_url,
             token=self.token or endpoint.token,
@@ -167,6 +156,36 @@ class JIDJobTrigger(BaseTrigger):
             transport=self.transport,
         )
 
+    # -- run: submit -> wait -> final event ---------------------------------------
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Submit the step if asked to, wait for its job to end, then fire one event."""
+        yield await self._outcome()
+
+    async def _outcome(self) -> TriggerEvent:
+        try:
+            doc, conf = await self._step_document()
+            client = await self._client_for(doc)
+            async with client:
+                job = doc if self.job else await self._submit(client, doc, conf)
+                job = await self._wait_for_end(client, job)
+                return await self._final_event(client, job)
+        except _Ended as ended:
+            return ended.event
+
+    async def _step_document(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The job to wait for, or the control document to submit and the run's conf."""
+        if self.job:
+            return dict(self.job), {}
+        try:
+            # In a thread: the task instance's context may be fetched through
+            # the triggerer's supervisor, which must not block the event loop.
+            doc, conf = await asyncio.to_thread(self._submission)
+        except Exception as exc:
+            raise _Ended(_error(f"cannot build the job: {exc}", {})) from exc
+        self._current = doc
+        return doc, conf
+
     def _submission(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The control document and conf of this try, from the task instance's context."""
         ti = self.task_instance
@@ -174,142 +193,82 @@ class JIDJobTrigger(BaseTrigger):
             raise RuntimeError("started without the task instance's context")
         context = ti.get_template_context()
         conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
-        options = self.submit or {}
-        identity = StepIdentity.of(ti)
-        doc = build_control_document(
-            conf,
-            ti.task_id,
-            identity,
-            user=options.get("user") or getpass.getuser(),
-            max_cores=options.get("max_cores"),
-            max_nodes=options.get("max_nodes"),
-            require_partition=options.get("require_partition"),
-            custom_slurm_params=options.get("custom_slurm_params") or "",
-        )
-        return doc, conf
+        # ARP compatibility, as in the operator; masked like a password.
+        self.token = conf_token(conf) or self.token
+        options = self.submit or StepOptions()
+        return options.control_document(conf, ti.task_id, StepIdentity.of(ti)), conf
+
+    async def _client_for(self, doc: dict[str, Any]) -> AsyncJIDClient:
+        try:
+            return await self.make_client()
+        except Exception as exc:
+            raise _Ended(_error(f"cannot set up the JID client: {exc}", doc)) from exc
 
     async def _submit(
         self, client: AsyncJIDClient, doc: dict[str, Any], conf: dict[str, Any]
-    ) -> TriggerEvent | dict[str, Any]:
-        """Submit (or, on a dry run, render) the step; an event ends the trigger early."""
-        client.retry = RetryPolicy(budget_seconds=min(self.outage_timeout or 120.0, 120.0))
+    ) -> dict[str, Any]:
+        """Submit the step (or, on a dry run, render it and end)."""
+        client = client.with_retry(
+            RetryPolicy(budget_seconds=min(self.outage_timeout or 120.0, 120.0))
+        )
         try:
-            if conf.get("dryrun") in (True, "true", "True", 1, "1"):
-                rendering = await client.render_job(doc) or {}
-                if self.end_from_trigger:
-                    text = rendering_text(doc.get("def", {}).get("name", "?"), rendering)
-                    if await self._push_xcoms({"log": text}):
-                        self.log.info("%s", text)
-                        return TaskSuccessEvent()
-                return TriggerEvent({"status": "rendered", "rendering": rendering, "job": doc})
+            if is_dry_run(conf):
+                raise _Ended(await self._rendered_event(client, doc))
             job = await client.start_job(doc)
         except JIDError as exc:
-            return TriggerEvent({"status": "error", "message": str(exc), "job": doc})
-        finally:
-            client.retry = NO_RETRY
+            raise _Ended(_error(str(exc), doc)) from exc
         self.log.info(
             "submitted %s as job %s (%s), status %s",
             job.get("def", {}).get("name"), job.get("tool_id"), job.get("_id"),
             job.get("status"),
         )
+        self._current = job
         return job
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Submit the step if asked to, then long-poll the job until it finishes; one event."""
-        conf: dict[str, Any] = {}
-        job: dict[str, Any] = dict(self.job or {})
-        if not self.job:
+    async def _rendered_event(self, client: AsyncJIDClient, doc: dict[str, Any]) -> TriggerEvent:
+        rendering = await client.render_job(doc) or {}
+        if self.end_from_trigger:
+            text = rendering_text(doc.get("def", {}).get("name", "?"), rendering)
+            if await self._push_xcoms({"log": text}):
+                self.log.info("%s", text)
+                return TaskSuccessEvent()
+        return TriggerEvent({"status": "rendered", "rendering": rendering, "job": doc})
+
+    async def _wait_for_end(self, client: AsyncJIDClient, job: dict[str, Any]) -> dict[str, Any]:
+        """Long-poll until the job has ended, riding out JID outages."""
+        policy = RetryPolicy.outage(self.outage_timeout, self.initial_backoff, self.max_backoff)
+        waiting = client.with_retry(policy, log=self.log)
+        while not has_ended(job):
+            since = time.monotonic()
             try:
-                job, conf = self._submission()
-            except Exception as exc:
-                yield TriggerEvent(
-                    {"status": "error", "message": f"cannot build the job: {exc}", "job": {}}
-                )
-                return
-            if conf.get("Authorization"):
-                # ARP compatibility, as in the operator; masked like a password.
-                self.token = str(conf["Authorization"])
-                mask_secret(self.token)
-            self._current = job
-        try:
-            client = await self.make_client()
-        except Exception as exc:
-            yield TriggerEvent(
-                {"status": "error", "message": f"cannot set up the JID client: {exc}", "job": job}
-            )
-            return
-        if not self.job:
-            submitted = await self._submit(client, job, conf)
-            if isinstance(submitted, TriggerEvent):
-                await client.aclose()
-                yield submitted
-                return
-            job = self._current = submitted
-        backoff = self.initial_backoff
-        outage_started: float | None = None
-        try:
-            while job.get("status") not in FINISHED_STATUSES:
-                try:
-                    fresh = await client.wait([job], timeout=self.wait_timeout)
-                except JIDUnavailableError as exc:
-                    now = time.monotonic()
-                    outage_started = outage_started or now
-                    down_for = now - outage_started
-                    if self.outage_timeout is not None and down_for >= self.outage_timeout:
-                        yield TriggerEvent(
-                            {
-                                "status": "error",
-                                "message": f"JID unavailable for {down_for:.0f} s: {exc}",
-                                "job": job,
-                            }
-                        )
-                        return
-                    delay = min(max(backoff, exc.retry_after or 0.0), self.max_backoff)
-                    self.log.warning("JID unavailable (%s); retrying in %.1f s", exc, delay)
-                    await asyncio.sleep(delay)
-                    backoff = min(backoff * 2, self.max_backoff)
-                    continue
-                except JIDError as exc:
-                    yield TriggerEvent({"status": "error", "message": str(exc), "job": job})
-                    return
-                outage_started = None
-                backoff = self.initial_backoff
-                if not fresh:
-                    yield TriggerEvent(
-                        {"status": "error", "message": "JID no longer knows the job", "job": job}
-                    )
-                    return
-                if fresh[0].get("status") != job.get("status"):
-                    self.log.info(
-                        "job %s (%s): %s -> %s",
-                        fresh[0].get("tool_id"),
-                        fresh[0].get("_id"),
-                        job.get("status"),
-                        fresh[0].get("status"),
-                    )
-                job = self._current = fresh[0]
-            if self.end_from_trigger and job.get("status") == "DONE":
-                ending = await self._success_event(client, job)
-                if ending is not None:
-                    yield ending
-                    return
-            yield TriggerEvent({"status": "finished", "job": job})
-        finally:
-            await client.aclose()
+                fresh = await waiting.wait([job], timeout=self.wait_timeout)
+                job = self._current = followed(job, fresh, self.log)
+            except JIDUnavailableError as exc:
+                raise _Ended(_error(outage_message(exc, since), job)) from exc
+            except JIDError as exc:  # refused, or JobForgottenError
+                raise _Ended(_error(str(exc), job)) from exc
+        return job
+
+    async def _final_event(self, client: AsyncJIDClient, job: dict[str, Any]) -> TriggerEvent:
+        """The task's end if the job is DONE and ``end_from_trigger``; else the worker's event."""
+        if self.end_from_trigger and job.get("status") == "DONE":
+            ending = await self._success_event(client, job)
+            if ending is not None:
+                return ending
+        return TriggerEvent({"status": "finished", "job": job})
 
     async def _success_event(
         self, client: AsyncJIDClient, job: dict[str, Any]
     ) -> TriggerEvent | None:
         """End the task here: its log (and job id) stored as XComs. None: let the worker do it."""
-        client.retry = RetryPolicy(attempts=3, budget_seconds=30.0)
         try:
-            log_text = await client.job_log_file(job)
+            log_text = await client.with_retry(
+                RetryPolicy(attempts=3, budget_seconds=30.0)
+            ).job_log_file(job)
         except JIDError as exc:
             # The worker path retries the fetch and records why it failed.
             self.log.warning("could not fetch the log of job %s: %s", job.get("tool_id"), exc)
             return None
-        finally:
-            client.retry = NO_RETRY
         if not isinstance(log_text, str):
             log_text = json.dumps(log_text)
         xcoms: dict[str, Any] = {"log": log_text}
@@ -363,9 +322,6 @@ class JIDJobTrigger(BaseTrigger):
         job = self._current
         if not job:
             return
-        client = await self.make_client(RetryPolicy(attempts=4, budget_seconds=20.0))
-        try:
+        async with await self.make_client(RetryPolicy(attempts=4, budget_seconds=20.0)) as client:
             done = await client.kill_job(job)
             self.log.info("cancelled job %s: %s", job.get("tool_id"), done.get("status"))
-        finally:
-            await client.aclose()

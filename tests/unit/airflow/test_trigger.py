@@ -7,6 +7,8 @@ answers 503 to chosen requests to play a JID outage.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 
 import httpx
 import pytest
@@ -19,6 +21,16 @@ from tests.unit.airflow.support import in_process_jid, run_conf
 pytestmark = pytest.mark.timeout(120)
 
 BASE = "http://jid.test"
+CONN_ID = "jid_unit_trigger"
+
+
+@pytest.fixture(autouse=True)
+def _jid_connection(monkeypatch) -> None:
+    # The trigger resolves the JID through its connection, as in the triggerer;
+    # the token comes from the connection unless a test hands one over.
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({"conn_type": "jid", "host": BASE})
+    )
 
 
 def _trigger_class(asgi) -> type[JIDJobTrigger]:
@@ -49,7 +61,11 @@ def _trigger(jid, job: dict, **kw) -> JIDJobTrigger:
     kw.setdefault("wait_timeout", 5.0)
     kw.setdefault("initial_backoff", 0.05)
     kw.setdefault("max_backoff", 0.2)
-    return cls(job=job, base_url=BASE, token=jid.token, **kw)
+    # The connection carries this JID's token (the fixture restores the variable).
+    os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(
+        {"conn_type": "jid", "host": BASE, "password": jid.token}
+    )
+    return cls(job=job, jid_conn_id=CONN_ID, **kw)
 
 
 async def _events(trigger: JIDJobTrigger) -> list[dict]:
@@ -131,7 +147,7 @@ async def test_refused_token_is_an_error_event_without_the_token(tmp_path) -> No
         job = await _submit(jid, "Tester")
         cls = _trigger_class(jid.asgi)
         bad = "not-a-valid-token"
-        events = await _events(cls(job=job, base_url=BASE, token=bad, wait_timeout=1))
+        events = await _events(cls(job=job, jid_conn_id=CONN_ID, token=bad, wait_timeout=1))
     assert events[0]["status"] == "error"
     assert "401" in events[0]["message"]
     assert bad not in events[0]["message"]
@@ -139,7 +155,7 @@ async def test_refused_token_is_an_error_event_without_the_token(tmp_path) -> No
 
 async def test_serializes_round_trip_and_hides_token() -> None:
     job = {"_id": "abc", "tool_id": "7", "status": "RUNNING", "experiment": "x"}
-    trigger = JIDJobTrigger(job=job, base_url="http://h:1", token="s3cret-token")
+    trigger = JIDJobTrigger(job=job, jid_conn_id="jid_x", token="s3cret-token")
     classpath, kwargs = trigger.serialize()
     assert classpath == "lute.airflow.trigger.JIDJobTrigger"
     again = JIDJobTrigger(**kwargs)
@@ -162,7 +178,7 @@ class _RunContext:
 async def test_started_in_the_triggerer_it_submits_then_waits(tmp_path) -> None:
     async with in_process_jid(tmp_path, sleep_seconds=0.5) as jid:
         trigger = _trigger_class(jid.asgi)(
-            submit={"max_cores": 1, "user": "tester"}, base_url=BASE, token=jid.token,
+            submit={"max_cores": 1, "user": "tester"}, jid_conn_id=CONN_ID, token=jid.token,
             wait_timeout=5.0,
         )
         context = _RunContext(run_conf(jid.config), "s01.Sleeper")
@@ -183,7 +199,8 @@ async def test_started_in_the_triggerer_it_submits_then_waits(tmp_path) -> None:
 async def test_started_in_the_triggerer_a_dry_run_renders_only(tmp_path) -> None:
     async with in_process_jid(tmp_path) as jid:
         trigger = _trigger_class(jid.asgi)(
-            submit={"user": "tester"}, base_url=BASE, token=jid.token
+            submit={"user": "tester"}, jid_conn_id=CONN_ID, token=jid.token,
+            end_from_trigger=True,
         )
         trigger._task_instance = _RunContext(run_conf(jid.config, dryrun=True), "Tester")
         events = await _events(trigger)
@@ -191,13 +208,14 @@ async def test_started_in_the_triggerer_a_dry_run_renders_only(tmp_path) -> None
             BASE, token=jid.token, transport=httpx.ASGITransport(app=jid.app)
         ) as client:
             listed = await client.request("GET", "jobs", None)
+    # The XCom push needs the triggerer's supervisor; without it the worker pushes.
     assert events[0]["status"] == "rendered", events[0]
     assert "Tester" in " ".join(events[0]["rendering"]["argv"])
     assert listed == []
 
 
 async def test_started_in_the_triggerer_without_context_is_an_error_event() -> None:
-    trigger = JIDJobTrigger(submit={}, base_url=BASE, token="t")
+    trigger = JIDJobTrigger(submit={}, token="t")
     events = await _events(trigger)
     assert events[0]["status"] == "error"
     assert "context" in events[0]["message"]
@@ -236,15 +254,3 @@ async def test_end_from_trigger_falls_back_to_the_worker_without_a_log(tmp_path)
     assert event.payload["status"] == "finished"
     assert event.payload["job"]["status"] == "DONE"
     assert jid.asgi.refused >= 1
-
-
-async def test_started_in_the_triggerer_a_dry_run_without_comms_still_renders(tmp_path) -> None:
-    async with in_process_jid(tmp_path) as jid:
-        trigger = _trigger_class(jid.asgi)(
-            submit={"user": "tester"}, base_url=BASE, token=jid.token, end_from_trigger=True
-        )
-        trigger._task_instance = _RunContext(run_conf(jid.config, dryrun=True), "Tester")
-        (event,) = [event async for event in trigger.run()]
-    # The XCom push needs the triggerer's supervisor; without it the worker pushes.
-    assert event.payload["status"] == "rendered"
-    assert "Tester" in " ".join(event.payload["rendering"]["argv"])
