@@ -12,7 +12,6 @@ import uuid
 
 import pytest
 
-from lute.launch.airflow_api import AirflowNotFoundError
 from tests.unit.airflow.support import run_conf
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(600)]
@@ -20,21 +19,9 @@ pytestmark = [pytest.mark.airflow, pytest.mark.timeout(600)]
 TERMINAL = ("success", "failed")
 
 
-def _wait_for_dag(client, dag_id: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            client.get_dag(dag_id)
-            client.unpause(dag_id)
-            return
-        except AirflowNotFoundError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 def _trigger(client, dag_id: str, conf: dict) -> str:
-    _wait_for_dag(client, dag_id)
+    client.wait_for_dag(dag_id)
+    client.unpause(dag_id)
     run_id = f"it-{uuid.uuid4().hex[:10]}"
     client.trigger(dag_id, run_id, conf)
     return run_id
