@@ -147,7 +147,6 @@ class FirecrestBackend(Backend):
         """
         return cls.from_config(FirecrestConfig.from_settings(settings, env), **options)
 
-    # -- the batch script -------------------------------------------------
 
     def run_argv(self, spec: SubmitSpec) -> list[str]:
         """The command the batch script runs on the compute node."""
@@ -171,7 +170,6 @@ class FirecrestBackend(Backend):
             backend=self.name, argv=self.run_argv(spec), script=self.batch_script(spec)
         )
 
-    # -- the backend interface -------------------------------------------
 
     async def submit(self, spec: SubmitSpec) -> Submitted:
         """Submit the batch script; 4xx -> SubmissionRejected, outage -> BackendUnavailable."""

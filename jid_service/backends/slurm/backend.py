@@ -183,7 +183,7 @@ class SlurmBackend(Backend):
             raise BackendError(
                 f"{self.launcher.name} printed no job id: {result.stdout.strip()[-500:]!r}"
             )
-        return Submitted(tool_id=job_id, log_path=await self._log_path(job_id, spec))
+        return Submitted(tool_id=job_id, log_path=await self._log_path(job_id))
 
     async def find_submitted(self, job_key: str) -> Submitted | None:
         """The job Slurm still lists as submitted for ``job_key`` (by its comment), if any.
