@@ -15,12 +15,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jid_service import __version__ as _version
 from jid_service.answers import REFUSALS, answer, failure
+from jid_service.auth import Authenticator
 from jid_service.backends import create_backend
 from jid_service.backends.base import Backend
+from jid_service.identity_provider import IdentityProvider
 from jid_service.metrics import Metrics
 from jid_service.routes import ops, router
 from jid_service.service import JobService
 from jid_service.settings import JIDSettings
+from jid_service.signing_secrets import signing_secrets
 from jid_service.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -130,8 +133,10 @@ def create_app(
     store: JobStore | None = None,
 ) -> FastAPI:
     """The JID application for ``settings`` (backend and store built from them unless given)."""
-    if not settings.auth_secret:
-        raise ValueError("JID settings: auth_secret is required (JID_AUTH_SECRET)")
+    authenticator = Authenticator(
+        signing_secrets(settings),
+        IdentityProvider(settings.identity_provider) if settings.identity_provider else None,
+    )
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
@@ -160,6 +165,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.authenticator = authenticator
     app.state.metrics = metrics
     app.include_router(router)
     app.include_router(ops)

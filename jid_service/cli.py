@@ -15,8 +15,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from jid_service.auth import MIN_SECRET_LENGTH, issue_token
+from jid_service.auth import issue_token
 from jid_service.settings import JIDSettings, load_settings
+from jid_service.signing_secrets import SecretError, signing_secrets
 from lute.job_status import JobStatus
 
 DEFAULT_PORT = 28000
@@ -30,20 +31,11 @@ def _settings(path: str | None) -> JIDSettings:
 
 
 def _require_secret(settings: JIDSettings) -> str:
-    secret = settings.auth_secret
-    if not secret:
-        raise SystemExit(
-            "jid-service: no auth secret configured: set JID_AUTH_SECRET (or auth_secret in "
-            "the settings file) to a random string of at least "
-            f"{MIN_SECRET_LENGTH} characters, e.g. `python -c 'import secrets; "
-            "print(secrets.token_urlsafe(32))'`"
-        )
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise SystemExit(
-            f"jid-service: the auth secret is too short ({len(secret)} characters; "
-            f"at least {MIN_SECRET_LENGTH} needed)"
-        )
-    return secret
+    """The secret new tokens are signed with; exit with the reason when there is none."""
+    try:
+        return signing_secrets(settings)[0]
+    except SecretError as err:
+        raise SystemExit(f"jid-service: {err}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -49,9 +49,11 @@ class Readers(ServicePart):
         for doc in docs:
             row = rows.get(doc.id)
             if row is not None:
-                if principal.may_see(row.experiment):
+                if principal.may_see(row.experiment) and principal.may_see_run(
+                        row.arp_root_job_id):
                     out.append(row.to_document())
-            elif principal.may_see(doc.experiment):
+            elif principal.may_see(doc.experiment) and principal.may_see_run(
+                    doc.arp_root_job_id):
                 out.append(sent_document(doc))
         return out
 
@@ -78,6 +80,10 @@ class Readers(ServicePart):
         """Stored jobs matching the filters that the token may see."""
         if experiment is not None:
             principal.require_experiment(experiment)
+        if principal.run is not None:
+            if arp_root_job_id is not None:
+                principal.require_run(arp_root_job_id)
+            arp_root_job_id = principal.run
         records = await asyncio.to_thread(self.store.query, principal.experiments, experiment,
                                           arp_root_job_id, status, limit)
         return [r.to_document() for r in records]
@@ -90,6 +96,7 @@ class Readers(ServicePart):
         record = await asyncio.to_thread(self.store.get, doc.id)
         if record is None or record.experiment != experiment:
             raise NotFoundError(f"no job with _id {doc.id!r} in experiment {experiment!r}")
+        principal.require_run(record.arp_root_job_id)
         return record
 
     async def log_slice(self, record: JobRecord, offset: int, limit: int) -> LogSlice:

@@ -13,8 +13,8 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from jid_service.answers import failure, ok, retry_after_header
-from jid_service.auth import Principal, principal_from_header
-from jid_service.errors import InvalidRequestError
+from jid_service.auth import Authenticator, Principal, issue_token
+from jid_service.errors import ForbiddenError, InvalidRequestError
 from jid_service.models import (
     EXPERIMENT_PATTERN,
     ControlDocument,
@@ -24,6 +24,8 @@ from jid_service.models import (
     LogRequest,
     LogSlice,
     RenderedJob,
+    RunToken,
+    RunTokenRequest,
     TaskDuration,
     WaitRequest,
 )
@@ -57,9 +59,8 @@ async def _principal(
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     # read the raw header: ARP sends conf["Authorization"] verbatim
-    return principal_from_header(
-        request.headers.get("authorization"), request.app.state.settings.auth_secret
-    )
+    authenticator: Authenticator = request.app.state.authenticator
+    return await authenticator.principal(request.headers.get("authorization"))
 
 
 ServiceDep = Annotated[JobService, Depends(_service)]
@@ -137,8 +138,12 @@ async def job_log(
 async def kill_job(
     experiment: ExperimentPath, doc: ControlDocument, service: ServiceDep, principal: PrincipalDep
 ) -> Response:
-    """Cancel the job; the answer carries status EXITED once the cancel took effect."""
+    """Cancel the job; the answer carries status EXITED once the cancel took effect.
+
+    Only the job's owner (the user whose token submitted it) and admins may.
+    """
     record = await service.readers.record_for(principal, experiment, doc)
+    principal.require_owner(record.user)
     return ok(await service.submissions.kill(record))
 
 
@@ -170,6 +175,37 @@ async def typical_duration(
     The operator uses it to defer at once a step that usually runs long.
     """
     return ok((await service.readers.typical_duration(principal, experiment, doc)).model_dump())
+
+
+@router.post(
+    "/{experiment}/run_token",
+    response_model=Envelope[RunToken],
+    responses=_errors(400, 401, 403, 422),
+    summary="A token bound to one run (arp_root_job_id), for a DAG run's conf",
+)
+async def run_token(
+    request: Request, experiment: ExperimentPath, req: RunTokenRequest, principal: PrincipalDep
+) -> Response:
+    """A token of the caller for ``experiment`` that the JID accepts only for documents
+    whose ``arp_root_job_id`` is the one given, expiring after ``ttl`` seconds.
+
+    Airflow shows a run's conf to everyone who can see the run: a token put
+    there should be good for that run only. Never an admin token, and a
+    run-scoped token cannot ask for another.
+    """
+    principal.require_experiment(experiment)
+    if principal.run is not None:
+        raise ForbiddenError("a run-scoped token cannot issue tokens")
+    settings = request.app.state.settings
+    if req.ttl > settings.run_token_max_ttl:
+        raise InvalidRequestError(
+            f"ttl: at most {settings.run_token_max_ttl:g} seconds (run_token_max_ttl)"
+        )
+    authenticator: Authenticator = request.app.state.authenticator
+    token = issue_token(authenticator.signing_secret, principal.user, [experiment], req.ttl,
+                        run=req.arp_root_job_id)
+    return ok(RunToken(token=token, arp_root_job_id=req.arp_root_job_id,
+                       expires_in=int(req.ttl)).model_dump())
 
 
 @router.get(

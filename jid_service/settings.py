@@ -20,6 +20,8 @@ from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from jid_service.identity_provider import IdentityProviderConfig
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The source tree this package lives in (the launcher and example configs sit there)."""
 
@@ -41,7 +43,7 @@ DEFAULT_SLURM_OPTIONS: tuple[str, ...] = (
 )
 
 _PATH_FIELDS = ("db_url", "allowed_config_roots", "launcher", "state_dir", "log_dir",
-                "firecrest_launcher")
+                "firecrest_launcher", "auth_secret_file")
 
 _settings_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "jid_settings_file", default=None
@@ -120,6 +122,21 @@ class JIDSettings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite:///<state_dir>/jid.db"
     )
     auth_secret: str | None = Field(default=None, description="HS256 secret for tokens")
+    auth_secret_file: Path | None = Field(
+        default=None,
+        description="file of HS256 secrets, one per line, the first signs (mode 0600 or 0400)",
+    )
+    auth_previous_secrets: list[str] = Field(
+        default_factory=list,
+        description="retired secrets whose tokens are still accepted (never used to sign)",
+    )
+    identity_provider: IdentityProviderConfig | None = Field(
+        default=None, description="a site's token issuer (OIDC) whose tokens are accepted too"
+    )
+    run_token_max_ttl: float = Field(
+        default=7 * 24 * 3600.0, gt=0,
+        description="the longest lifetime of a run-scoped token (seconds)",
+    )
     allowed_config_roots: list[Path] = Field(default_factory=lambda: [REPO_ROOT / "config"])
     launcher: Path = REPO_ROOT / "launch_scripts" / "submit_slurm.sh"
     allowed_launcher_locations: list[str] = Field(

@@ -19,7 +19,6 @@ from jid_service.backends.base import BackendError, SubmissionRejected, SubmitSp
 from jid_service.context import JobContext, ServicePart
 from jid_service.errors import (
     ConflictError,
-    ForbiddenError,
     InvalidRequestError,
     UnavailableError,
 )
@@ -44,11 +43,14 @@ def stored_document(doc: ControlDocument) -> dict[str, Any]:
 
 
 def check_caller(principal: Principal, experiment: str, doc: ControlDocument) -> None:
-    """Token rules for a document posted under ``experiment``."""
+    """Token rules for a document posted under ``experiment``.
+
+    ``def.run_as_user`` is recorded but grants nothing: no backend switches
+    Unix user, and LUTE's operator sends the Airflow worker's account there.
+    The job belongs to the token's user.
+    """
     principal.require_experiment(experiment)
-    run_as = doc.definition.run_as_user
-    if run_as and run_as != principal.user and not principal.admin:
-        raise ForbiddenError(f"def.run_as_user {run_as!r} is not the token's user")
+    principal.require_run(doc.arp_root_job_id)
 
 
 class Submissions(ServicePart):
@@ -99,8 +101,9 @@ class Submissions(ServicePart):
                 # validate only what is new: a retry of a stored job gets that job
                 # back even if, say, its config file has gone since
                 spec = spec or submit_spec(doc, experiment, principal.user, self.settings)
+                # the job belongs to the token's user, whatever run_as_user says
                 if await asyncio.to_thread(self.store.claim, stored_document(doc),
-                                           doc.experiment, spec.user):
+                                           doc.experiment, principal.user):
                     return await self._submit_claimed(doc.id, spec)
                 existing = await asyncio.to_thread(self.store.get, doc.id)
                 if existing is None:
