@@ -148,3 +148,24 @@ async def test_typical_duration_is_a_hint_from_done_jobs(tmp_path) -> None:
         with pytest.raises(JIDUnavailableError):  # one attempt, no retries
             await client.typical_duration(doc)
         assert jid.asgi.refused == 1
+
+
+async def test_both_clients_have_every_endpoint(tmp_path) -> None:
+    from lute.airflow.client import JIDClient
+
+    names = (
+        "request", "start_job", "job_statuses", "job_log_file", "job_log", "kill_job",
+        "render_job", "typical_duration", "wait", "healthz",
+    )
+    with JIDClient(BASE) as blocking:
+        assert all(callable(getattr(blocking, name)) for name in names)
+    assert all(callable(getattr(AsyncJIDClient(BASE), name)) for name in names)
+    # The asyncio client answers the endpoints it once lacked.
+    async with in_process_jid(tmp_path) as jid, _client(jid) as client:
+        assert await client.healthz()
+        job = await client.start_job(_doc(jid))
+        while job["status"] not in ("DONE", "FAILED", "EXITED"):
+            job = (await client.wait([job], timeout=5))[0]
+        chunk = await client.job_log(job)
+    assert chunk["complete"] is True
+    assert chunk["text"]
