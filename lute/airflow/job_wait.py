@@ -11,11 +11,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from lute.airflow.client import MAX_WAIT_SECONDS
 from lute.airflow.jid_errors import JIDError, JIDUnavailableError
 from lute.job_status import FINISHED_STATUSES
-
-MAX_POLL_SECONDS = 60.0
-"""The longest single long poll a step makes (the JID's own limit)."""
 
 
 class JobForgottenError(JIDError):
@@ -47,5 +45,5 @@ def outage_message(exc: JIDUnavailableError, since: float) -> str:
 
 def poll_seconds(poke_interval: float) -> float:
     """One long poll's timeout for a step's ``poke_interval``."""
-    return min(poke_interval, MAX_POLL_SECONDS)
+    return min(poke_interval, MAX_WAIT_SECONDS)
 
