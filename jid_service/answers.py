@@ -4,7 +4,9 @@ Every answer is ``{"success": bool, "value": ..., "error": str | null}``.
 :data:`REFUSALS` maps each exception class the JID can meet while answering
 (its own :mod:`jid_service.errors`, the backend errors, a job store out of
 reach, a malformed request) to its HTTP status, message and headers;
-``Retry-After`` is written by :func:`retry_after_header` alone.
+``Retry-After`` is written by :func:`retry_after_header` alone. A body that is
+not JSON at all is told apart from a JSON body that fails validation (400, not
+422) by :func:`body_not_json`.
 """
 
 from __future__ import annotations
@@ -63,6 +65,31 @@ def describe_validation(exc: Exception) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
+def body_not_json(exc: Exception) -> str | None:
+    """Why the request body is not JSON at all, or None when it is (or is not the problem).
+
+    FastAPI reports both as a :class:`RequestValidationError`: JSON that does
+    not parse as ``json_invalid``, a body sent under another content type as
+    raw bytes that fail the model.
+    """
+    assert isinstance(exc, RequestValidationError)
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        if not loc or loc[0] != "body":
+            continue
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "JSON decode error")
+            where = f" at character {loc[1]}" if len(loc) > 1 else ""
+            return f"the body is not valid JSON: {reason}{where}"
+        if loc == ("body",) and isinstance(err.get("input"), bytes):
+            return "the body is not JSON: send it as Content-Type: application/json"
+    return None
+
+
+def _malformed_body(exc: Exception) -> Refusal | None:
+    return _NOT_JSON if body_not_json(exc) is not None else None
+
+
 @dataclass(frozen=True)
 class Refusal:
     """How one kind of error is answered."""
@@ -74,9 +101,12 @@ class Refusal:
     headers: Mapping[str, str] = field(default_factory=dict)
     logged: bool = False
     """Worth a warning in the daemon's log (the caller cannot fix it)."""
+    narrower: Callable[[Exception], Refusal | None] | None = None
+    """A more specific answer for some errors of the class (None: this row answers all)."""
 
 
 _STORE_DOWN = Refusal(503, lambda _exc: "job store unavailable", retry_after=5, logged=True)
+_NOT_JSON = Refusal(400, lambda exc: body_not_json(exc) or "the body is not JSON")
 
 REFUSALS: dict[type[Exception], Refusal] = {
     UnauthenticatedError: Refusal(401, headers={"WWW-Authenticate": "Bearer"}),
@@ -84,7 +114,7 @@ REFUSALS: dict[type[Exception], Refusal] = {
     NotFoundError: Refusal(404),
     ConflictError: Refusal(409),
     InvalidRequestError: Refusal(422),
-    RequestValidationError: Refusal(422, describe_validation),
+    RequestValidationError: Refusal(422, describe_validation, narrower=_malformed_body),
     UnavailableError: Refusal(503),
     OverloadedError: Refusal(503),
     BackendUnavailable: Refusal(503, lambda exc: f"backend unavailable: {exc}"),
@@ -98,10 +128,12 @@ REFUSALS: dict[type[Exception], Refusal] = {
 
 
 def refusal_for(exc: Exception) -> Refusal:
-    """The table's row for ``exc``; KeyError when the table has none."""
+    """The table's row for ``exc`` (or its narrower answer); KeyError when the table has none."""
     for cls in type(exc).__mro__:
         if cls in REFUSALS:
-            return REFUSALS[cls]
+            refusal = REFUSALS[cls]
+            narrowed = refusal.narrower(exc) if refusal.narrower is not None else None
+            return narrowed or refusal
     raise KeyError(type(exc).__name__)
 
 

@@ -2,14 +2,28 @@
 
 Field names follow ARP's control document. Where LUTE's operator sends empty
 strings (``status``, ``tool_id``) or nulls (``arp_root_job_id``, ``user``) the
-models accept them; everything else is checked.
+models accept them; everything else is checked. No free-text field may hold a
+control character (``def.parameters`` and the scheduler's ``raw_status`` may
+hold tab, line feed and carriage return): PostgreSQL cannot store a NUL,
+and none of these fields has a use for the others. An integer field also
+accepts an integral number written as a float (``46.0``), as JSON Schema's
+``integer`` does.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, Literal, TypeVar
+import re
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
 
 from lute.job_status import JobStatus
 
@@ -18,11 +32,45 @@ EXPERIMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # LUTE's launcher sends "<RUN>_<UTC isoformat()>", colons (and a "+00:00" offset) included
 RUN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$"
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_WHITESPACE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _refusing(pattern: re.Pattern[str]) -> AfterValidator:
+    def check(value: str) -> str:
+        found = pattern.search(value)
+        if found:
+            raise PydanticCustomError(
+                "control_character", "control character U+{code} is not allowed",
+                {"code": f"{ord(found.group()):04X}"},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _integral_float_as_int(value: Any) -> Any:
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise PydanticCustomError("int_from_float", "a whole number is required, not {value}",
+                                  {"value": value})
+    return value
+
+
+SingleLine = _refusing(_CONTROL)
+"""Refuses every control character (NUL included)."""
+Multiline = _refusing(_CONTROL_BUT_WHITESPACE)
+"""Refuses every control character but tab, line feed and carriage return."""
+WholeNumber = BeforeValidator(_integral_float_as_int)
+"""Lets a strict integer field accept ``46.0`` as 46 (and refuse ``46.5``)."""
+
 DocId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Experiment = Annotated[str, StringConstraints(pattern=EXPERIMENT_PATTERN)]
 RunNumber = Annotated[str, StringConstraints(pattern=RUN_PATTERN)]
-RunInt = Annotated[int, Field(strict=True, ge=0, le=10**9)]
-ShortText = Annotated[str, StringConstraints(max_length=256)]
+RunInt = Annotated[int, WholeNumber, Field(strict=True, ge=0, le=10**9)]
+ShortText = Annotated[str, StringConstraints(max_length=256), SingleLine]
+StrictInt = Annotated[int, WholeNumber, Field(strict=True)]
 
 T = TypeVar("T")
 
@@ -36,12 +84,12 @@ class JobDefinition(_Strict):
 
     id: DocId = Field(alias="_id")
     name: ShortText = Field(description="the managed task's name, for display")
-    executable: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
-        description="must resolve to the JID's configured launcher (submit_slurm.sh)"
-    )
+    executable: Annotated[
+        str, StringConstraints(min_length=1, max_length=4096), SingleLine
+    ] = Field(description="must resolve to the JID's configured launcher (submit_slurm.sh)")
     trigger: ShortText = "MANUAL"
     location: ShortText = ""
-    parameters: Annotated[str, StringConstraints(max_length=8192)] = Field(
+    parameters: Annotated[str, StringConstraints(max_length=8192), Multiline] = Field(
         description="--taskname NAME --config PATH [--debug] <allow-listed Slurm options>"
     )
     run_as_user: ShortText | None = None
@@ -51,20 +99,20 @@ class ControlDocument(_Strict):
     """ARP's control document: one job of a workflow."""
 
     id: DocId = Field(alias="_id")
-    arp_root_job_id: ShortText | Annotated[int, Field(strict=True)] | None = Field(
+    arp_root_job_id: ShortText | StrictInt | None = Field(
         default=None, description="the workflow run this job belongs to (listed by /jobs)"
     )
     experiment: Experiment
     run_num: RunNumber | RunInt = Field(description="the run; an int or a string like '12'")
     user: ShortText | None = None
     status: JobStatus | Literal[""] = ""
-    tool_id: Annotated[str, StringConstraints(max_length=128)] = ""
+    tool_id: Annotated[str, StringConstraints(max_length=128), SingleLine] = ""
     def_id: ShortText = ""
     definition: JobDefinition = Field(alias="def")
-    raw_status: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+    raw_status: Annotated[str, StringConstraints(max_length=256), Multiline] | None = Field(
         default=None, description="the scheduler's own state string"
     )
-    exit_code: Annotated[int, Field(strict=True)] | None = None
+    exit_code: StrictInt | None = None
 
 
 class Envelope(BaseModel, Generic[T]):
@@ -87,8 +135,10 @@ class LogRequest(_Strict):
     """An incremental log read."""
 
     job: ControlDocument
-    offset: int = Field(default=0, strict=True, ge=0, le=2**53)
-    limit: int = Field(default=65536, strict=True, ge=1, le=4 * 1024 * 1024)
+    # up to the largest file offset: past the log's end reads as an empty slice
+    offset: Annotated[int, WholeNumber] = Field(default=0, strict=True, ge=0, le=2**63 - 1)
+    limit: Annotated[int, WholeNumber] = Field(default=65536, strict=True, ge=1,
+                                               le=4 * 1024 * 1024)
 
 
 class TaskDuration(BaseModel):
@@ -131,3 +181,17 @@ class HealthReport(BaseModel):
     store_ok: bool
     detail: str | None = None
 
+
+class RunTokenRequest(_Strict):
+    """Ask for a token bound to one run."""
+
+    arp_root_job_id: str = Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")
+    ttl: float = Field(strict=True, gt=0, description="seconds the token is valid")
+
+
+class RunToken(BaseModel):
+    """A run-scoped token (the caller's user, one experiment, one ``arp_root_job_id``)."""
+
+    token: str
+    arp_root_job_id: str
+    expires_in: int

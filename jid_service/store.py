@@ -154,7 +154,8 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # a directory made here is the daemon's alone, like the store in it
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -357,6 +358,10 @@ class JobStore:
 
         ``newest``: the ``limit`` most recent matches (still listed oldest first).
         """
+        if any("\x00" in value for value in (experiment, arp_root_job_id, status) if value):
+            # no stored value holds a NUL (the models refuse it), and PostgreSQL
+            # refuses to compare with one rather than matching nothing
+            return []
         stmt = select(JobRow)
         if experiments is not None:
             if not experiments:

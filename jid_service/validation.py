@@ -7,7 +7,9 @@ closed grammar::
     --taskname NAME --config PATH [--debug] [--OPTION=VALUE | --OPTION VALUE | --exclusive]...
 
 ``def.executable`` must be the configured launcher (the JID runs its own copy
-anyway). Any violation raises :class:`InvalidRequestError` naming the argument.
+anyway). Each Slurm option may be given once; value shapes are ASCII only; a
+path with a control character is refused before it reaches the filesystem.
+Any violation raises :class:`InvalidRequestError` naming the argument.
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ from lute.managed_tasks import managed_task_names
 LAUNCHER_NAME = "submit_slurm.sh"
 
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
-_TIME = r"(\d+-\d{1,2}(:\d{1,2}){0,2}|\d+(:\d{1,2}){0,2})"
+# [0-9], never \d: \d also matches other scripts' digits ("1٣"), which would reach sbatch
+_TIME = r"([0-9]+-[0-9]{1,2}(:[0-9]{1,2}){0,2}|[0-9]+(:[0-9]{1,2}){0,2})"
 OPTION_VALUE_PATTERNS: dict[str, str | None] = {
     "partition": rf"{_NAME}(,{_NAME})*",
     "account": r"[A-Za-z0-9_][A-Za-z0-9_.:-]*",
-    "ntasks": r"[1-9]\d{0,6}",
-    "cpus-per-task": r"[1-9]\d{0,4}",
-    "nodes": r"\d{1,6}(-\d{1,6})?",
-    "mem": r"[1-9]\d{0,9}[KMGT]?",
+    "ntasks": r"[1-9][0-9]{0,6}",
+    "cpus-per-task": r"[1-9][0-9]{0,4}",
+    "nodes": r"[0-9]{1,6}(-[0-9]{1,6})?",
+    "mem": r"[1-9][0-9]{0,9}[KMGT]?",
     "time": _TIME,
     "qos": _NAME,
     "reservation": _NAME,
@@ -41,9 +44,10 @@ OPTION_VALUE_PATTERNS: dict[str, str | None] = {
     "gres": r"[A-Za-z0-9_][A-Za-z0-9_.:,-]*",
     "exclusive": None,  # a flag; "=user"/"=mcs"/"=topo" accepted below
 }
-"""Allowed value shapes (full match). ``None``: the option takes no value."""
+"""Allowed value shapes (full match, ASCII only). ``None``: the option takes no value."""
 
 _GENERIC_VALUE = r"[A-Za-z0-9_.,:@/+-]+"
+_OPTION_NAME = r"[a-z][a-z0-9-]*"
 _EXCLUSIVE_VALUES = ("user", "mcs", "topo")
 
 
@@ -56,11 +60,30 @@ def _reject(message: str) -> InvalidRequestError:
     return InvalidRequestError(message)
 
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _refuse_control_characters(value: str, what: str) -> None:
+    """Refuse NUL and the other control characters before ``value`` meets the filesystem.
+
+    The OS refuses a NUL in a path with ``ValueError``, and no real path holds a
+    control character: both are the caller's error, named as such.
+    """
+    found = _CONTROL_CHARACTER.search(value)
+    if found:
+        raise _reject(f"{what}: contains the control character U+{ord(found.group()):04X}")
+
+
 def check_executable(executable: str, settings: JIDSettings) -> None:
     """Accept the configured launcher or ``<allowed location>/launch_scripts/submit_slurm.sh``."""
+    _refuse_control_characters(executable, "def.executable")
     launcher = settings.launcher.resolve()
     candidate = Path(executable)
-    if candidate.is_absolute() and candidate.resolve() == launcher:
+    try:
+        is_launcher = candidate.is_absolute() and candidate.resolve() == launcher
+    except (OSError, RuntimeError):  # a symlink loop, a name too long: not the launcher
+        is_launcher = False
+    if is_launcher:
         return
     normalized = os.path.normpath(executable)
     if ".." not in Path(executable).parts and normalized == executable.rstrip("/"):
@@ -78,7 +101,11 @@ def check_config_path(raw: str, settings: JIDSettings) -> Path:
     """Resolve ``--config`` (symlinks too) and require it under an allowed root."""
     if "\x00" in raw:
         raise _reject("--config: path contains a NUL byte")
-    path = Path(raw).expanduser()
+    _refuse_control_characters(raw, "--config")
+    try:
+        path = Path(raw).expanduser()
+    except RuntimeError:  # "~name/..." of a user without a home directory
+        raise _reject(f"--config {raw!r} must be an absolute path") from None
     if not path.is_absolute():
         raise _reject(f"--config {raw!r} must be an absolute path")
     try:
@@ -110,7 +137,7 @@ def _slurm_option(name: str, value: str | None, settings: JIDSettings) -> str:
         raise _reject(f"Slurm option --exclusive: bad value {value!r}")
     if value is None or value == "":
         raise _reject(f"Slurm option --{name} needs a value")
-    if pattern is None or not re.fullmatch(pattern, value):
+    if pattern is None or not re.fullmatch(pattern, value, re.ASCII):
         raise _reject(f"Slurm option --{name}: bad value {value!r}")
     if name == "nodes":
         low, _, high = value.partition("-")
@@ -138,6 +165,7 @@ def parse_parameters(
     config: str | None = None
     debug = False
     slurm: list[str] = []
+    slurm_names: set[str] = set()
     i = 0
     while i < len(tokens):
         arg = tokens[i]
@@ -164,7 +192,7 @@ def parse_parameters(
                 raise _reject("--debug takes no value")
             debug = True
         else:
-            if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+            if not re.fullmatch(_OPTION_NAME, name, re.ASCII):
                 raise _reject(f"def.parameters: unexpected argument {arg!r}")
             if (
                 value is None
@@ -174,7 +202,12 @@ def parse_parameters(
             ):
                 value = tokens[i + 1]
                 i += 1
-            slurm.append(_slurm_option(name, value, settings))
+            option = _slurm_option(name, value, settings)
+            if name in slurm_names:
+                # sbatch would silently take the last one: which the caller meant is unknown
+                raise _reject(f"Slurm option --{name} given twice")
+            slurm_names.add(name)
+            slurm.append(option)
         i += 1
     if taskname is None:
         raise _reject("--taskname is required in def.parameters")
