@@ -1,4 +1,4 @@
-"""The environment a job starts with: built by allow-list, never copied from the daemon.
+"""What a job starts with: an environment built by allow-list, and the daemon's file modes.
 
 The JID's own environment holds its signing secret, its database URL and
 whatever its service manager set; a job is code chosen by a caller, so none of
@@ -9,11 +9,13 @@ the job's own variables. ``JID_*`` names never pass, whatever a site lists.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 BASE_VARIABLES: tuple[str, ...] = (
     "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE",
-    "TZ", "TMPDIR", "TERM",
+    "TZ", "TMPDIR", "TERM", "PYTHONPATH",
 )
 """Passed from the daemon's environment to every job when set: what a program needs to run."""
 
@@ -57,3 +59,38 @@ def job_environment(
         if is_passable(name):
             env[name] = value
     return env
+
+
+PRIVATE_UMASK = 0o077
+"""The daemon's own files (store, state dir, specs, logs) are its account's alone."""
+
+_job_umask: int | None = None
+
+
+def make_own_files_private() -> None:
+    """Create every file of the daemon owner-only from now on (umask 077).
+
+    The umask the daemon was started with is kept for its jobs (see
+    :func:`job_umask`): their outputs belong to the experiment's shared
+    directories, where the site's usual permissions apply.
+    """
+    global _job_umask
+    previous = os.umask(PRIVATE_UMASK)
+    if _job_umask is None:
+        _job_umask = previous
+
+
+def job_umask() -> int:
+    """The umask jobs start with: the daemon's original one."""
+    if _job_umask is not None:
+        return _job_umask
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def private_directory(path: Path) -> Path:
+    """Create ``path`` (and parents) if needed and make it owner-only (0700)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path

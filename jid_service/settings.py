@@ -166,6 +166,13 @@ class JIDSettings(BaseSettings):
         default=20.0, gt=0,
         description="seconds squeue, sacct, scontrol or scancel may take, likewise",
     )
+    job_env_passthrough: list[str] = Field(
+        default_factory=list,
+        description=(
+            "names of the daemon's environment variables jobs receive besides the base "
+            "set (PATH, HOME, LANG, LUTE_*...); JID_* names never pass"
+        ),
+    )
     poll_interval: float = Field(default=1.0, gt=0, le=60)
     local_max_parallel: int = Field(default=16, ge=1)
     local_command: list[str] | None = Field(

@@ -52,6 +52,7 @@ from jid_service.backends.base import (
 )
 from jid_service.backends.local_runner import write_exit_file
 from jid_service.backends.slurm_dialect import log_date, log_path_for
+from jid_service.job_environment import job_environment, job_umask, private_directory
 from jid_service.log_text import LogChunk, read_log_chunk
 from lute.execution.liveness import start_ticks
 from lute.job_status import JobStatus
@@ -72,14 +73,17 @@ class LocalConfig(BackendConfig):
     state_dir: Path
     command: list[str] = Field(description="argv prefix of a managed-task run")
     max_parallel: int = Field(default=16, ge=1)
+    env_passthrough: list[str] = Field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: JIDSettings) -> LocalConfig:
-        """``state_dir``, ``local_command`` and ``local_max_parallel`` of the JID."""
+        """``state_dir``, ``local_command``, ``local_max_parallel`` and
+        ``job_env_passthrough`` of the JID."""
         return cls(
             state_dir=settings.state_dir,
             command=settings.effective_local_command,
             max_parallel=settings.local_max_parallel,
+            env_passthrough=settings.job_env_passthrough,
         )
 
 
@@ -97,16 +101,22 @@ class LocalBackend(Backend):
     @classmethod
     def from_config(cls, config: LocalConfig) -> LocalBackend:
         """The backend the daemon runs, as its settings describe it."""
-        return cls(config.state_dir, config.command, max_parallel=config.max_parallel)
+        return cls(config.state_dir, config.command, max_parallel=config.max_parallel,
+                   env_passthrough=config.env_passthrough)
 
-    def __init__(self, state_dir: Path, command: list[str], max_parallel: int = 16) -> None:
+    def __init__(self, state_dir: Path, command: list[str], max_parallel: int = 16,
+                 env_passthrough: list[str] | None = None) -> None:
         self.root = Path(state_dir) / "local"
         self.command = list(command)
         self.max_parallel = max_parallel
+        self.env_passthrough = list(env_passthrough or [])
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = asyncio.Lock()
+        # job specs, keys and logs are the daemon's: no other local user lists them
+        private_directory(Path(state_dir))
+        private_directory(self.root)
         for sub in ("jobs", "keys", "queue", "running", "logs"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            private_directory(self.root / sub)
 
     def _job_dir(self, tool_id: str) -> Path:
         if not tool_id.isalnum():  # ids are ours (hex); anything else is not a job here
@@ -143,7 +153,7 @@ class LocalBackend(Backend):
         tmp.write_text(json.dumps(record))
         os.replace(tmp, job_dir / "spec.json")
         try:
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # a twin submission won the race: keep its job
             (job_dir / "spec.json").unlink()
             job_dir.rmdir()
@@ -216,11 +226,11 @@ class LocalBackend(Backend):
         spec = json.loads((job_dir / "spec.json").read_text())
         log_path = Path(spec["log_path"])
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.update(spec["env"])
+        env = job_environment(os.environ, self.env_passthrough, spec["env"])
         argv = [sys.executable, "-m", RUNNER_MODULE, str(job_dir / "exit"), "--", *spec["argv"]]
         (self.root / "running" / tool_id).touch()
-        with open(log_path, "ab") as log_fh:
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(log_fd, "ab") as log_fh:
             try:
                 child = subprocess.Popen(
                     argv,
@@ -229,6 +239,7 @@ class LocalBackend(Backend):
                     stderr=subprocess.STDOUT,
                     cwd=job_dir,
                     env=env,
+                    umask=job_umask(),
                     start_new_session=True,
                 )
             except OSError as err:

@@ -48,6 +48,12 @@ from jid_service.backends.slurm.parsers import (
     parse_submitted_job_id,
 )
 from jid_service.backends.slurm_dialect import job_tag, log_glob
+from jid_service.job_environment import (
+    SCHEDULER_PREFIXES,
+    job_environment,
+    job_umask,
+    private_directory,
+)
 from jid_service.log_text import LogChunk, read_log_chunk
 from lute.job_status import JobStatus
 
@@ -92,6 +98,7 @@ class SlurmBackend(Backend):
             submit_timeout=config.submit_timeout,
             query_timeout=config.query_timeout,
             unknown_grace=config.unknown_grace,
+            env_passthrough=config.env_passthrough,
         )
 
     def __init__(
@@ -105,6 +112,7 @@ class SlurmBackend(Backend):
         env: Mapping[str, str] | None = None,
         retry_after: float = 10.0,
         unknown_grace: float = 600.0,
+        env_passthrough: Sequence[str] = (),
     ) -> None:
         self.launcher = Path(launcher)
         self.log_dir = Path(log_dir)
@@ -112,6 +120,7 @@ class SlurmBackend(Backend):
         self.submit_timeout = submit_timeout
         self.query_timeout = query_timeout
         self.extra_env = dict(env or {})
+        self.env_passthrough = list(env_passthrough)
         self.retry_after = retry_after
         self.unknown_grace = unknown_grace
         self._unknown_since: dict[str, float] = {}
@@ -119,10 +128,16 @@ class SlurmBackend(Backend):
         """How many processes of each command this backend ran (for metrics and tests)."""
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.extra_env)
-        env["LUTE_LOG_DIR"] = str(self.log_dir)
-        return env
+        # sbatch exports its own environment into the job: give it only what a
+        # job may see (plus what the Slurm client itself reads). The daemon's
+        # files are private (umask 077); its jobs get the site's usual umask,
+        # which Slurm takes from SLURM_UMASK.
+        return job_environment(
+            os.environ, self.env_passthrough,
+            {"SLURM_UMASK": f"{job_umask():04o}", **self.extra_env,
+             "LUTE_LOG_DIR": str(self.log_dir)},
+            prefixes=SCHEDULER_PREFIXES,
+        )
 
     async def _run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         """Run one command, counted in :attr:`calls`; see :func:`run_command`."""
@@ -167,7 +182,7 @@ class SlurmBackend(Backend):
         if found is not None:
             log.info("job %s was already submitted as %s; not submitting again", tag, found)
             return Submitted(tool_id=found, log_path=await self._log_path(found))
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.log_dir)
         result = await self._run(self.argv(spec), self.submit_timeout)
         if result.returncode != 0:
             lowered = result.message.lower()

@@ -21,14 +21,16 @@ class SlurmConfig(BackendConfig):
     unknown_grace: float = Field(default=600.0, ge=0)
     submit_timeout: float = Field(default=60.0, gt=0)
     query_timeout: float = Field(default=20.0, gt=0)
+    env_passthrough: list[str] = Field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: JIDSettings) -> SlurmConfig:
-        """The ``slurm_*`` settings (and ``launcher``, ``log_dir``) of the JID."""
+        """The ``slurm_*`` settings (and ``launcher``, ``log_dir``, ``job_env_passthrough``)."""
         return cls(
             launcher=settings.launcher,
             log_dir=settings.effective_log_dir,
             unknown_grace=settings.slurm_unknown_grace,
             submit_timeout=settings.slurm_submit_timeout,
             query_timeout=settings.slurm_query_timeout,
+            env_passthrough=settings.job_env_passthrough,
         )

@@ -1,0 +1,44 @@
+"""What the secret-leak tests share: a Task that prints its environment, and /proc readers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+SITE_SECRET_VARIABLE = "SITE_API_KEY"
+"""A credential in the daemon's environment that no site listed for jobs."""
+
+
+def printenv_config(directory: Path, base_config: Path) -> Path:
+    """``base_config`` with ``TestBinary`` running ``env env``: the job prints its environment."""
+    docs = list(yaml.safe_load_all(base_config.read_text()))
+    header, tasks = docs[0], docs[1]
+    tasks["TestBinary"] = {"executable": "/usr/bin/env", "long_format": False, "path": "/usr/bin/env"}
+    path = directory / "printenv.yaml"
+    path.write_text(yaml.safe_dump(header) + "...\n---\n" + yaml.safe_dump(tasks) + "...\n")
+    return path
+
+
+def environments_with(marker: str) -> dict[int, dict[str, str]]:
+    """The environment of every process whose environment holds ``marker`` (``NAME=value``)."""
+    found: dict[int, dict[str, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            raw = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        pairs = [item.decode(errors="replace") for item in raw.split(b"\0") if item]
+        if marker in pairs:
+            found[int(entry.name)] = dict(p.split("=", 1) for p in pairs if "=" in p)
+    return found
+
+
+def leaked(env: dict[str, str], secret: str) -> list[str]:
+    """Names in ``env`` that are the daemon's own or carry ``secret``/the site credential."""
+    return sorted(name for name, value in env.items()
+                  if name.upper().startswith("JID_") or secret in value
+                  or name == SITE_SECRET_VARIABLE)
