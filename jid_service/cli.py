@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from jid_service.auth import issue_token
+from jid_service.job_environment import make_own_files_private
 from jid_service.settings import JIDSettings, load_settings
 from jid_service.signing_secrets import SecretError, signing_secrets
 from lute.job_status import JobStatus
@@ -42,10 +43,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the daemon under uvicorn (one worker: the poller lives in the process)."""
     import uvicorn
 
+    from jid_service.access_log import uvicorn_log_config
     from jid_service.app import create_app
 
     settings = _settings(args.settings)
     _require_secret(settings)
+    make_own_files_private()
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from jid_service.backends import create_backend
@@ -58,8 +61,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise SystemExit(message) from None
     app = create_app(settings, backend=backend)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log, root_path=args.root_path,
-                timeout_graceful_shutdown=5)
+                access_log=args.access_log, log_config=uvicorn_log_config(),
+                root_path=args.root_path, timeout_graceful_shutdown=5)
     return 0
 
 
@@ -120,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--root-path", default="",
                        help="URL prefix a reverse proxy serves the JID under (e.g. /arps3dfjid)")
     serve.add_argument("--access-log", action="store_true",
-                       help="log every request line (paths only, never headers)")
+                       help="log every request line (paths only: never the query "
+                            "string, never headers)")
     settings_arg(serve)
     serve.set_defaults(func=cmd_serve)
 
