@@ -262,6 +262,12 @@ class JIDEndpoints:
         return Call("POST", "wait", body, timeout=timeout + self.timeout)
 
     @_Endpoint
+    def run_token(self, experiment: str, arp_root_job_id: str, ttl: float) -> Call[dict[str, Any]]:
+        """A token of the caller for one run: ``token``, ``arp_root_job_id``, ``expires_in``."""
+        path = f"{quote(experiment, safe='')}/run_token"
+        return Call("POST", path, {"arp_root_job_id": arp_root_job_id, "ttl": ttl})
+
+    @_Endpoint
     def healthz(self) -> Call[Any]:
         """``GET /healthz`` (outside the base path); one attempt."""
         return Call("GET", "/healthz", retried=False, enveloped=False)

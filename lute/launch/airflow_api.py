@@ -159,6 +159,19 @@ class AirflowClient:
                 f"Airflow at {self.base_url} is up but not healthy: {', '.join(bad)}"
             )
 
+    def connection_has_password(self, conn_id: str) -> bool | None:
+        """Whether Airflow's stored connection ``conn_id`` carries a password (a token).
+
+        None when Airflow cannot tell this caller: no such stored connection (one
+        defined by an environment variable is not listed), or no permission to read
+        connections.
+        """
+        try:
+            conn = self.request("GET", f"/api/v2/connections/{_q(conn_id)}")
+        except (AirflowNotFoundError, AirflowAuthError):
+            return None
+        return bool((conn or {}).get("password"))
+
     def get_dag(self, dag_id: str) -> dict[str, Any]:
         """The DAG's details (raises AirflowNotFoundError)."""
         return self.request("GET", f"/api/v2/dags/{_q(dag_id)}")

@@ -80,9 +80,14 @@ def build_conf(
     *,
     user: str,
     now: dt.datetime,
+    authorization: str | None = None,
 ) -> dict[str, Any]:
-    """The DAG run's ``conf`` (LUTE-compatible keys)."""
-    return {
+    """The DAG run's ``conf`` (LUTE-compatible keys).
+
+    ``Authorization`` is ``authorization`` (see :mod:`lute.launch.conf_token`),
+    left out when None.
+    """
+    conf = {
         "experiment": ctx.experiment,
         # ISO 8601 basic format (no colons): the run id travels into job names,
         # log file names and the JID's run_num, where ':' is not allowed
@@ -90,7 +95,7 @@ def build_conf(
         "JID_UPDATE_COUNTERS": ctx.jid_update_counters,
         "ARP_ROOT_JOB_ID": ctx.arp_job_id,
         "ARP_LOCATION": ctx.arp_location,
-        "Authorization": ctx.authorization,
+        "Authorization": authorization,
         "user": user,
         # LUTE's operator builds def.executable as <lute_location>/launch_scripts/...
         "lute_location": str(LUTE_LOCATION),
@@ -102,3 +107,6 @@ def build_conf(
         "dryrun": bool(args.dry_run),
         "workflow": workflow or {},
     }
+    if authorization is None:
+        del conf["Authorization"]
+    return conf

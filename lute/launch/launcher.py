@@ -50,6 +50,7 @@ from lute.launch.airflow_api import (
     AirflowUnreachableError,
 )
 from lute.launch.arguments import parse_args
+from lute.launch.conf_token import conf_authorization
 from lute.launch.context import ArpContext, arp_context, build_conf
 from lute.launch.exits import (
     EXIT_BAD_INPUT,
@@ -219,6 +220,7 @@ def launch(
         inputs.definition.to_data() if inputs.definition is not None else None,
         user=getpass.getuser(),
         now=dt.datetime.now(dt.UTC),
+        authorization=conf_authorization(airflow, jid, inputs.ctx, out),
     )
     run_id = f"lute_{uuid.uuid4()}"
     follower = Follower(airflow, jid, inputs.dag_id, run_id, inputs.ctx, out)

@@ -86,12 +86,17 @@ def jid_jobs(stack: Stack, **query: str) -> list[dict]:
     return resp.json()["value"]
 
 
-def airflow_get(stack: Stack, path: str) -> dict:
-    """An authenticated GET on the stack's Airflow REST API."""
+def airflow_request(stack: Stack, method: str, path: str, body: dict | None = None) -> dict:
+    """An authenticated call of the stack's Airflow REST API; its JSON body ({} if none)."""
     tok = httpx.post(f"{stack.airflow_url}/auth/token",
                      json={"username": stack.username, "password": stack.password}, timeout=10)
     tok.raise_for_status()
-    resp = httpx.get(f"{stack.airflow_url}{path}", timeout=10,
-                     headers={"Authorization": f"Bearer {tok.json()['access_token']}"})
+    resp = httpx.request(method, f"{stack.airflow_url}{path}", json=body, timeout=10,
+                         headers={"Authorization": f"Bearer {tok.json()['access_token']}"})
     resp.raise_for_status()
-    return resp.json()
+    return resp.json() if resp.content else {}
+
+
+def airflow_get(stack: Stack, path: str) -> dict:
+    """An authenticated GET on the stack's Airflow REST API."""
+    return airflow_request(stack, "GET", path)

@@ -9,12 +9,15 @@ import sys
 import time
 import uuid
 
+import httpx
+import jwt
 import pytest
 
 from lute.launch.stack import REPO_ROOT, Stack
 from tests.integration.launch.support import (
     LAUNCHER,
     airflow_get,
+    airflow_request,
     jid_jobs,
     launcher_env,
     run_launcher,
@@ -73,6 +76,15 @@ def test_test_workflow_succeeds_with_every_log(stack, env, tmp_path):
         row = next(ln for ln in table.splitlines() if f" {task} " in ln)
         assert "success" in row and "DONE" in row
     assert "ended: success" in res.stdout
+    # the run's conf, which Airflow shows to everyone who sees the run, holds
+    # a token for this run only, and the steps worked with it
+    run_id = re.search(r"triggered lute_test run (\S+)", res.stdout).group(1)
+    conf = airflow_get(stack, f"/api/v2/dags/lute_test/dagRuns/{run_id}")["conf"]
+    scheme, token = conf["Authorization"].split()
+    assert scheme == "Bearer" and token != stack.jid_token
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["run"] == conf["ARP_ROOT_JOB_ID"] and claims["experiments"] == ["itest"]
+    assert claims["admin"] is False
 
 
 def test_failure_workflow_exits_1_with_the_failing_log(stack, env, tmp_path):
@@ -110,8 +122,20 @@ def test_dry_run_submits_nothing(stack, env, tmp_path):
     root = str(uuid.uuid4())
     arp = dict(env, Authorization=f"Bearer {stack.jid_token}", EXPERIMENT="drytest",
                RUN_NUM="14", ARP_JOB_ID=root)
-    res = run_launcher(arp, "-c", str(cfg), "-w", "test", "--dry-run")
+    # a stored jid_default connection with the token: the conf needs none
+    jid = httpx.URL(stack.jid_url)
+    airflow_request(stack, "POST", "/api/v2/connections", {
+        "connection_id": "jid_default", "conn_type": "jid", "host": jid.host, "port": jid.port,
+        "schema": "http", "password": stack.jid_token})
+    try:
+        res = run_launcher(arp, "-c", str(cfg), "-w", "test", "--dry-run")
+    finally:
+        airflow_request(stack, "DELETE", "/api/v2/connections/jid_default")
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "none in the run's conf" in res.stdout
+    run_id = re.search(r"triggered lute_test run (\S+)", res.stdout).group(1)
+    conf = airflow_get(stack, f"/api/v2/dags/lute_test/dagRuns/{run_id}")["conf"]
+    assert "Authorization" not in conf
     assert "dry run" in res.stdout
     assert jid_jobs(stack, arp_root_job_id=root) == []
     assert jid_jobs(stack, experiment="drytest") == []

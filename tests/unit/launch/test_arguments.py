@@ -95,14 +95,15 @@ def test_conf_has_the_design_keys(tmp_path):
     )
     ctx = arp_context(args, {"ARP_LOCATION": "S3DF"}, "tok")
     now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    conf = build_conf(args, ctx, slurm, None, user="alice", now=now)
+    conf = build_conf(args, ctx, slurm, None, user="alice", now=now,
+                      authorization="Bearer run-scoped")
     assert conf == {
         "experiment": "exp1",
         "run_id": "5_20260102T030405.000000Z",
         "JID_UPDATE_COUNTERS": None,
         "ARP_ROOT_JOB_ID": ctx.arp_job_id,
         "ARP_LOCATION": "S3DF",
-        "Authorization": "Bearer tok",
+        "Authorization": "Bearer run-scoped",
         "user": "alice",
         "lute_location": str(LUTE_LOCATION),
         "lute_params": {"config_file": str(cfg), "debug": True},
@@ -121,6 +122,8 @@ def test_conf_config_path_is_absolute(tmp_path, monkeypatch):
     assert conf["lute_params"]["config_file"] == str(tmp_path / "rel.yaml")
     assert conf["workflow"] == {"task_name": "Tester", "next": []}
     assert conf["dryrun"] is False
+    # no token for the conf (Airflow's connection holds it): the key is left out
+    assert "Authorization" not in conf
 
 
 def test_lute_location_is_this_install():
