@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from jid_service.backends.base import BackendError, BackendUnavailable
@@ -123,6 +123,10 @@ REFUSALS: dict[type[Exception], Refusal] = {
     OperationalError: _STORE_DOWN,
     PoolTimeout: _STORE_DOWN,
     DBAPIError: _STORE_DOWN,
+    # the store refused a value (a NUL in a PostgreSQL text column): the
+    # caller's data, not an outage to retry; the models keep callers' from here
+    DataError: Refusal(422, lambda _exc: "a value of the request cannot be stored",
+                       logged=True),
 }
 """The one table: error class -> answer (the most specific class of an error wins)."""
 

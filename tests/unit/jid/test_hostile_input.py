@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import DataError, OperationalError
 from uvicorn.logging import AccessFormatter
 
 from jid_service.access_log import ACCESS_LOGGER, PathOnly, uvicorn_log_config
+from jid_service.answers import answer
 from jid_service.errors import InvalidRequestError
 from jid_service.settings import JIDSettings
 from jid_service.validation import check_config_path, check_executable, parse_parameters
@@ -301,3 +303,12 @@ def test_serve_log_config_filters_uvicorn_access_logger() -> None:
     logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", "/jid/ws/jobs?token=t0k",
                 "1.1", 200)
     assert seen == ['127.0.0.1:1 - "GET /jid/ws/jobs HTTP/1.1" 200']
+
+
+def test_a_value_the_store_refuses_is_the_callers_error_not_an_outage() -> None:
+    """Should a value the models let through still be refused by the database."""
+    refused = answer(DataError("INSERT ...", {}, ValueError("text cannot contain NUL")))
+    assert refused.status_code == 422 and "Retry-After" not in refused.headers
+    assert b"NUL" not in refused.body and b"INSERT" not in refused.body
+    down = answer(OperationalError("SELECT 1", {}, ValueError("connection refused")))
+    assert down.status_code == 503 and down.headers["Retry-After"] == "5"
