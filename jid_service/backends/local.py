@@ -39,17 +39,15 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
-
 from jid_service.backends.base import (
     Backend,
-    BackendConfig,
     BackendJobState,
     BackendUnavailable,
     Rendering,
     SubmitSpec,
     Submitted,
 )
+from jid_service.backends.local_config import LocalConfig
 from jid_service.backends.local_runner import write_exit_file
 from jid_service.backends.slurm_dialect import log_date, log_path_for
 from jid_service.job_environment import job_environment, job_umask, private_directory
@@ -65,26 +63,6 @@ log = logging.getLogger(__name__)
 RUNNER_MODULE = "jid_service.backends.local_runner"
 START_GRACE_SECONDS = 30.0
 """How long a runner may take to claim its job and record its pid."""
-
-
-class LocalConfig(BackendConfig):
-    """Everything the daemon's ``local`` backend is configured with."""
-
-    state_dir: Path
-    command: list[str] = Field(description="argv prefix of a managed-task run")
-    max_parallel: int = Field(default=16, ge=1)
-    env_passthrough: list[str] = Field(default_factory=list)
-
-    @classmethod
-    def from_settings(cls, settings: JIDSettings) -> LocalConfig:
-        """``state_dir``, ``local_command``, ``local_max_parallel`` and
-        ``job_env_passthrough`` of the JID."""
-        return cls(
-            state_dir=settings.state_dir,
-            command=settings.effective_local_command,
-            max_parallel=settings.local_max_parallel,
-            env_passthrough=settings.job_env_passthrough,
-        )
 
 
 class LocalBackend(Backend):
