@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import yaml
@@ -15,7 +16,8 @@ def printenv_config(directory: Path, base_config: Path) -> Path:
     """``base_config`` with ``TestBinary`` running ``env env``: the job prints its environment."""
     docs = list(yaml.safe_load_all(base_config.read_text()))
     header, tasks = docs[0], docs[1]
-    tasks["TestBinary"] = {"executable": "/usr/bin/env", "long_format": False, "path": "/usr/bin/env"}
+    tasks["TestBinary"] = {"executable": "/usr/bin/env", "long_format": False,
+                           "path": "/usr/bin/env"}
     path = directory / "printenv.yaml"
     path.write_text(yaml.safe_dump(header) + "...\n---\n" + yaml.safe_dump(tasks) + "...\n")
     return path
@@ -42,3 +44,12 @@ def leaked(env: dict[str, str], secret: str) -> list[str]:
     return sorted(name for name, value in env.items()
                   if name.upper().startswith("JID_") or secret in value
                   or name == SITE_SECRET_VARIABLE)
+
+
+def job_processes(marker: str, timeout: float, minimum: int = 2) -> dict[int, dict[str, str]]:
+    """:func:`environments_with` once at least ``minimum`` processes carry ``marker``."""
+    deadline = time.monotonic() + timeout
+    while len(found := environments_with(marker)) < minimum and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(found) >= minimum, found
+    return found

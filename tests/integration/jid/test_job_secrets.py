@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import stat
-import time
 from pathlib import Path
 
 from tests.integration.jid.serve_process import (
@@ -14,7 +13,7 @@ from tests.integration.jid.serve_process import (
 )
 from tests.support.job_secrets import (
     SITE_SECRET_VARIABLE,
-    environments_with,
+    job_processes,
     leaked,
     printenv_config,
 )
@@ -49,12 +48,7 @@ def test_local_job_environment_holds_no_secret(tmp_path: Path) -> None:
         assert jid.secret not in log and "JID_" not in log and SITE_SECRET_VARIABLE not in log
         # every process of the running job: runner, lute-run-task, the Task
         marker = f"LUTE_JOB_ID={sleeper['tool_id']}"
-        deadline = time.monotonic() + 30
-        while len(environments_with(marker)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        processes = environments_with(marker)
-        assert len(processes) >= 2, processes
-        for pid, env in processes.items():
+        for pid, env in job_processes(marker, timeout=30).items():
             assert leaked(env, jid.secret) == [], pid
         # the daemon's own files are its account's alone
         state = tmp_path / "jid" / "state"

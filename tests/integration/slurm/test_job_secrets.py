@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from tests.integration.slurm.jid_process import (
 )
 from tests.support.job_secrets import (
     SITE_SECRET_VARIABLE,
-    environments_with,
+    job_processes,
     leaked,
     printenv_config,
 )
@@ -52,11 +51,6 @@ def test_slurm_job_environment_holds_no_secret(slurm_cluster: None, tmp_path: Pa
         assert "SITE_SCRATCH=/scratch/site" in log and "SLURM_JOB_ID=" in log, log
         assert jid.secret not in log and "JID_" not in log and SITE_SECRET_VARIABLE not in log
         marker = f"SLURM_JOB_ID={sleeper['tool_id']}"
-        deadline = time.monotonic() + 60
-        while len(environments_with(marker)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        processes = environments_with(marker)
-        assert len(processes) >= 2, processes
-        for pid, env in processes.items():
+        for pid, env in job_processes(marker, timeout=60).items():
             assert leaked(env, jid.secret) == [], pid
         jid.post(f"/{EXPERIMENT}/kill_job", sleeper)
