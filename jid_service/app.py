@@ -1,4 +1,4 @@
-"""The FastAPI application: routes, error handlers, middleware, the poller's lifetime."""
+"""The FastAPI application: routes, error handlers, middleware, the service's lifetime."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from jid_service.metrics import Metrics
 from jid_service.routes import ops, router
 from jid_service.service import JobService
 from jid_service.settings import JIDSettings
+from jid_service.shutdown import StopMiddleware, StopState
 from jid_service.signing_secrets import signing_secrets
 from jid_service.store import JobStore
 
@@ -138,6 +139,7 @@ def create_app(
         IdentityProvider(settings.identity_provider) if settings.identity_provider else None,
     )
     metrics = Metrics()
+    stop = StopState()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,9 +151,14 @@ def create_app(
         )
         app.state.service = service
         await service.start()
+        stop.arm(service.begin_stop)
         try:
             yield
         finally:
+            # a stop without a signal (tests, a server without GracefulServer)
+            # still refuses new requests and releases the open waits first
+            stop.begin()
+            service.begin_stop()
             await service.stop()
 
     app = FastAPI(
@@ -167,10 +174,12 @@ def create_app(
     app.state.settings = settings
     app.state.authenticator = authenticator
     app.state.metrics = metrics
+    app.state.stop = stop
     app.include_router(router)
     app.include_router(ops)
     _install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(StopMiddleware, stop=stop)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app
 

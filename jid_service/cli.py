@@ -1,6 +1,6 @@
 """``jid-service``: run the daemon, mint tokens, list stored jobs.
 
-    jid-service serve [--host 127.0.0.1] [--port 28000] [--settings FILE]
+    jid-service serve [--host 127.0.0.1] [--port 28000] [--settings FILE] [--shutdown-timeout S]
     jid-service token --user U --experiment E [--experiment E2] [--admin] --ttl SECONDS
     jid-service jobs [--experiment E] [--status S] [--root-id ID] [--limit N]
 """
@@ -59,10 +59,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (BackendError, ValueError, OSError) as err:
         message = f"jid-service: cannot set up the {settings.backend} backend: {err}"
         raise SystemExit(message) from None
+    from jid_service.shutdown import GracefulServer
+
     app = create_app(settings, backend=backend)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log, log_config=uvicorn_log_config(),
-                root_path=args.root_path, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                            access_log=args.access_log, log_config=uvicorn_log_config(),
+                            root_path=args.root_path,
+                            timeout_graceful_shutdown=args.shutdown_timeout)
+    GracefulServer(config, app.state.stop).run()
     return 0
 
 
@@ -122,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--root-path", default="",
                        help="URL prefix a reverse proxy serves the JID under (e.g. /arps3dfjid)")
+    serve.add_argument("--shutdown-timeout", type=float, default=30.0,
+                       help="on SIGTERM, seconds to let requests in flight finish (open "
+                            "waits are answered at once; default 30)")
     serve.add_argument("--access-log", action="store_true",
                        help="log every request line (paths only: never the query "
                             "string, never headers)")

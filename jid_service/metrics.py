@@ -41,6 +41,22 @@ class Metrics:
         self.active_jobs = Gauge(
             "jid_active_jobs", "Jobs the poller followed in its last tick", registry=self.registry
         )
+        self.state_changes = Counter(
+            "jid_job_state_changes", "Job state changes the poller stored",
+            registry=self.registry,
+        )
+        self.backend_available = Gauge(
+            "jid_backend_available",
+            "1 while the poller's last tick reached the backend, 0 while it cannot",
+            registry=self.registry,
+        )
+        self.last_tick = Gauge(
+            "jid_last_successful_tick_timestamp_seconds",
+            "Unix time of the poller's last successful tick", registry=self.registry,
+        )
+        self.stopping = Gauge(
+            "jid_stopping", "1 once the daemon began a graceful stop", registry=self.registry
+        )
 
     @contextlib.asynccontextmanager
     async def backend_call(self, operation: str) -> AsyncIterator[None]:

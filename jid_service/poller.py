@@ -40,9 +40,12 @@ class Poller(ServicePart):
         self.backend_error: BackendUnavailable | None = None
         """Set while the poller cannot reach the backend."""
         self.ticks = 0
+        self.released = False
+        """Set when the JID stops: open watches answer at once."""
         self._changed = asyncio.Condition()
         self._nudge = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._release_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start ticking; a backend that learns of changes by itself nudges the poller."""
@@ -57,6 +60,20 @@ class Poller(ServicePart):
                 self._task.cancel()
                 await asyncio.wait({self._task}, timeout=1.0)
             self._task = None
+
+    def release_watchers(self) -> None:
+        """Answer every open (releasable) watch now with what it reads, and any later one at once.
+
+        The JID is stopping: a long poll held open would only be cut off later.
+        """
+        if self.released:
+            return
+        self.released = True
+        self._release_task = asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
     def nudge(self) -> None:
         """Ask the poller to tick soon."""
@@ -92,32 +109,35 @@ class Poller(ServicePart):
                                            state.exit_code))
         changed = await asyncio.to_thread(self.store.apply, updates) if updates else 0
         if changed:
+            self.metrics.state_changes.inc(changed)
             async with self._changed:
                 self.generation += 1
                 self._changed.notify_all()
         return changed
 
     async def watch(self, read: Callable[[], Awaitable[T]], settled: Callable[[T], bool],
-                    timeout: float) -> T:
+                    timeout: float, *, releasable: bool = False) -> T:
         """``read()`` until its answer is ``settled`` or ``timeout`` passed.
 
         Reads again only after a tick changed something, so a watcher costs
-        nothing between changes.
+        nothing between changes. A ``releasable`` watch also ends, with a fresh
+        read, when :meth:`release_watchers` is called (the JID is stopping).
         """
         deadline = time.monotonic() + timeout
         while True:
             generation = self.generation
             value = await read()
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or settled(value):
+            if remaining <= 0 or settled(value) or (releasable and self.released):
                 return value
-            await self._until_changed(generation, remaining)
+            await self._until_changed(generation, remaining, releasable)
 
-    async def _until_changed(self, generation: int, timeout: float) -> None:
-        """Sleep until a tick changed something after ``generation``, or ``timeout``."""
+    async def _until_changed(self, generation: int, timeout: float, releasable: bool) -> None:
+        """Sleep until a tick changed something after ``generation``, a release, or ``timeout``."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout), self._changed:
-                await self._changed.wait_for(lambda: self.generation != generation)
+                await self._changed.wait_for(
+                    lambda: self.generation != generation or (releasable and self.released))
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -130,9 +150,12 @@ class Poller(ServicePart):
                 failures = 0
                 self.backend_error = None
                 self.metrics.poll_ticks.labels("ok").inc()
+                self.metrics.backend_available.set(1)
+                self.metrics.last_tick.set_to_current_time()
             except BackendUnavailable as err:
                 failures += 1
                 self.backend_error = err
+                self.metrics.backend_available.set(0)
                 self.metrics.poll_ticks.labels("unavailable").inc()
                 log.warning("poll tick: backend unavailable: %s", err)
             except Exception:

@@ -59,7 +59,10 @@ class Readers(ServicePart):
 
     async def wait(self, principal: Principal, docs: list[ControlDocument],
                    timeout: float) -> list[dict[str, Any]]:
-        """Return as soon as any job's status differs from the one sent, or at ``timeout``."""
+        """Return as soon as any job's status differs from the one sent, or at ``timeout``.
+
+        A stopping JID answers at once with the current states.
+        """
         if self._waiters >= MAX_WAITERS:
             raise OverloadedError("too many concurrent waits; retry", retry_after=5)
         self._waiters += 1
@@ -70,6 +73,7 @@ class Readers(ServicePart):
                 lambda: self.statuses(principal, docs),
                 lambda fresh: any(d["status"] != sent.get(d["_id"]) for d in fresh),
                 timeout,
+                releasable=True,
             )
         finally:
             self._waiters -= 1

@@ -20,6 +20,9 @@ from jid_service.settings import JIDSettings
 from jid_service.store import JobStore
 from jid_service.submissions import Submissions
 
+SUBMISSION_DRAIN_SECONDS = 30.0
+"""How long a stopping JID lets submissions in flight finish."""
+
 
 class JobService:
     """Submit, follow, read and cancel jobs through one backend and one store."""
@@ -45,8 +48,14 @@ class JobService:
         await self.submissions.recover_interrupted_claims()
         self.poller.start()
 
-    async def stop(self) -> None:
-        """Stop the poller and release the backend and the store."""
+    def begin_stop(self) -> None:
+        """The JID is stopping: answer every open wait now (new requests are refused)."""
+        self.metrics.stopping.set(1)
+        self.poller.release_watchers()
+
+    async def stop(self, drain_timeout: float = SUBMISSION_DRAIN_SECONDS) -> None:
+        """Finish the submissions in flight, stop the poller, release the backend and store."""
+        await self.submissions.drain(drain_timeout)
         await self.poller.stop()
         await self.backend.aclose()
         await asyncio.to_thread(self.store.close)

@@ -60,6 +60,7 @@ class Submissions(ServicePart):
         super().__init__(context)
         self.poller = poller
         self._claims: dict[str, asyncio.Event] = {}
+        self._in_flight: set[asyncio.Task[dict[str, Any]]] = set()
 
     async def recover_interrupted_claims(self) -> None:
         """Settle the submissions a previous daemon died in the middle of.
@@ -119,11 +120,42 @@ class Submissions(ServicePart):
                                retry_after=5)
 
     async def _submit_claimed(self, job_id: str, spec: SubmitSpec) -> dict[str, Any]:
+        # The submission runs as its own task, shielded from the request: a
+        # request cut off while the JID stops leaves it to finish (see drain).
+        task = asyncio.create_task(self._submit_and_record(job_id, spec),
+                                   name=f"jid-submit-{job_id}")
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self, timeout: float) -> None:
+        """Let the submissions in flight finish (for up to ``timeout`` seconds).
+
+        One still unfinished then is cancelled with its claim kept: the next
+        start settles it (:meth:`recover_interrupted_claims`), as after a crash.
+        """
+        pending = set(self._in_flight)
+        if not pending:
+            return
+        log.info("waiting for %d submission(s) in flight", len(pending))
+        _done, left = await asyncio.wait(pending, timeout=timeout)
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left)
+            log.warning("%d submission(s) unfinished at stop: settled at the next start",
+                        len(left))
+
+    async def _submit_and_record(self, job_id: str, spec: SubmitSpec) -> dict[str, Any]:
         event = self._claims.setdefault(job_id, asyncio.Event())
         try:
             try:
                 submitted = await call_backend(self.metrics, "submit",
                                                self.backend.submit(spec), SUBMIT_TIMEOUT)
+            except asyncio.CancelledError:
+                # only a stop cancels a submission: whether sbatch got it is
+                # unknown, so the claim stays for the next start to settle
+                raise
             except BaseException as err:
                 # whatever failed, the claim goes: the client's retry claims the _id again
                 await asyncio.to_thread(self.store.drop_claim, job_id)
