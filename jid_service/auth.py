@@ -12,6 +12,7 @@ Tokens are never logged: errors name the problem, not the token.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from jid_service.errors import ForbiddenError, UnauthenticatedError
 from jid_service.identity_provider import IdentityProvider
 
 ALGORITHM = "HS256"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""A user name is stored and shown: no control characters (PostgreSQL refuses NUL)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ def _principal_from_claims(claims: dict[str, object]) -> Principal:
     exps = claims.get("experiments", [])
     admin = claims.get("admin", False)
     run = claims.get("run")
-    if not isinstance(user, str) or not user:
+    if not isinstance(user, str) or not user or _CONTROL.search(user):
         raise UnauthenticatedError("invalid token: bad 'sub' claim")
     if not isinstance(admin, bool):
         raise UnauthenticatedError("invalid token: bad 'admin' claim")
@@ -164,6 +167,8 @@ class Authenticator:
                 raise UnauthenticatedError(
                     f"invalid identity-provider token: {type(err).__name__}"
                 ) from None
+            if _CONTROL.search(mapped.user):
+                raise UnauthenticatedError("invalid identity-provider token: bad user claim")
             experiments = None if mapped.experiments == "*" else frozenset(mapped.experiments)
             return Principal(user=mapped.user, experiments=experiments, admin=mapped.admin)
         return _principal_from_claims(self.own_claims(token))

@@ -68,6 +68,7 @@ PrincipalDep = Annotated[Principal, Depends(_principal)]
 ExperimentPath = Annotated[str, Path(pattern=EXPERIMENT_PATTERN, description="experiment name")]
 
 router = APIRouter(prefix=BASE_PATH, tags=["jobs"])
+_ROOT_JOB_ID_QUERY = Query(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")
 _JOBS_QUERY = frozenset({"arp_root_job_id", "experiment", "status", "limit"})
 ops = APIRouter(tags=["operations"])
 
@@ -220,7 +221,7 @@ async def list_jobs(
     principal: PrincipalDep,
     # plain string types in the schema (not "string or null"): a query string
     # cannot carry a null, and the parameters are simply optional
-    arp_root_job_id: Annotated[str, Query(min_length=1, max_length=256)] = None,  # noqa: RUF013
+    arp_root_job_id: Annotated[str, _ROOT_JOB_ID_QUERY] = None,  # noqa: RUF013
     experiment: Annotated[str, Query(pattern=EXPERIMENT_PATTERN)] = None,  # noqa: RUF013
     status: Annotated[JobStatus, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,

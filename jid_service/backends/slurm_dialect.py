@@ -21,7 +21,7 @@ LOG_DATE_FORMAT = "%Y-%m-%dT%H%M%S"
 """The ``DATE`` of a log file name, as ``submit_slurm.sh`` writes it."""
 
 _SAFE_TAG = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_SBATCH_OPTION = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*(=[^\s\"'\\#]+)?")
+_SBATCH_OPTION = re.compile(r"--?[A-Za-z][A-Za-z0-9-]*(=[^\s\"'\\#]+)?", re.ASCII)
 
 
 def job_tag(job_key: str) -> str:
@@ -55,7 +55,7 @@ def log_date(now: datetime | None = None) -> str:
 def log_path_for(log_dir: Path, spec: SubmitSpec, date: str, job_id: str) -> Path:
     """The log file name submit_slurm.sh uses: NAME_EXPERIMENT_rRUN(04d)_DATE_JOBID.out."""
     run = spec.run.split("_", 1)[0]
-    run_part = f"{int(run):04d}" if run.isdigit() else run
+    run_part = f"{int(run):04d}" if run.isascii() and run.isdigit() else run
     return log_dir / f"{spec.taskname}_{spec.experiment}_r{run_part}_{date}_{job_id}.out"
 
 

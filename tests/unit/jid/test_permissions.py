@@ -145,3 +145,12 @@ async def test_identity_provider_tokens_through_the_app(settings: JIDSettings, d
         r = await client.post(f"{BASE}/exp1/render_job", json=doc(),
                               headers=_bearer(issue_token(SECRET, "alice", "exp1", 60)))
         assert r.status_code == 200
+
+
+async def test_control_characters_in_a_user_claim_or_a_query_are_refused(client, doc) -> None:
+    bad = issue_token(SECRET, "alice\x00root", "exp1", 60)
+    r = await client.post(f"{BASE}/exp1/render_job", json=doc(), headers=_bearer(bad))
+    assert r.status_code == 401 and "sub" in r.json()["error"]
+    good = _bearer(issue_token(SECRET, "alice", "exp1", 60))
+    r = await client.get(f"{BASE}/jobs", params={"arp_root_job_id": "root\x1b1"}, headers=good)
+    assert r.status_code == 422 and "arp_root_job_id" in r.json()["error"]
