@@ -28,12 +28,14 @@ FIRECREST_ENV = {
 def test_local_gets_every_option(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "some.task.runner"]
     settings = JIDSettings(backend="local", state_dir=tmp_path / "state",
-                           local_command=command, local_max_parallel=3)
+                           local_command=command, local_max_parallel=3,
+                           job_env_passthrough=["SITE_SCRATCH"])
     backend = create_backend(settings)
     assert isinstance(backend, LocalBackend)
     assert backend.root == tmp_path / "state" / "local"
     assert backend.command == command
     assert backend.max_parallel == 3
+    assert backend.env_passthrough == ["SITE_SCRATCH"]
 
 
 def test_local_command_defaults_to_this_python(tmp_path: Path) -> None:
@@ -51,6 +53,7 @@ def test_slurm_gets_every_option(tmp_path: Path) -> None:
         slurm_unknown_grace=5,
         slurm_submit_timeout=90,
         slurm_query_timeout=7,
+        job_env_passthrough=["SITE_SCRATCH"],
     )
     backend = create_backend(settings)
     assert isinstance(backend, SlurmBackend)
@@ -59,6 +62,7 @@ def test_slurm_gets_every_option(tmp_path: Path) -> None:
     assert backend.unknown_grace == 5
     assert backend.submit_timeout == 90
     assert backend.query_timeout == 7
+    assert backend.env_passthrough == ["SITE_SCRATCH"]
 
 
 def test_slurm_environment_names_reach_the_backend(
