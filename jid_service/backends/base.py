@@ -97,6 +97,15 @@ class SubmissionRejected(BackendError):  # noqa: N818 - public name other parts 
 class Backend(abc.ABC):
     """Submit, poll, read logs of and cancel managed-task jobs."""
 
+class SubmissionOutcomeUnknown(BackendUnavailable):
+    """A submission went out, its answer was lost and the job is not listed (yet).
+
+    Sending it again could start the job twice: the claim is kept, and
+    :meth:`Backend.find_submitted` settles it later (the job is adopted once
+    it is listed; a claim it can show was never submitted is dropped).
+    """
+
+
     name: str
     on_change: Callable[[], None] | None = None
     """Set by the JID; a backend that learns by itself that a job changed (the

@@ -5,23 +5,35 @@ Calls (FirecREST v2):
 - submit: ``POST /compute/{system}/jobs`` with the batch script of
   :mod:`.script` -> 201 ``{"jobId": ...}``;
 - statuses: one ``GET /compute/{system}/jobs`` listing per call, however many ids;
-- read_log: ``GET /filesystem/{system}/ops/view?path=&size=&offset=``;
+- read_log: ``GET /filesystem/{system}/ops/view`` in whole blocks (:mod:`.log_reader`);
 - cancel: ``DELETE /compute/{system}/jobs/{id}`` -> 204;
-- health: ``GET /status/systems`` (the system is listed and its scheduler healthy).
+- health: ``GET /status/systems`` (the system is listed and its scheduler
+  healthy) and a job listing that works.
 
-Retries, token refresh and outages are the transport's (:mod:`.transport`);
-any other 4xx on submit raises :class:`SubmissionRejected`. A submission whose
-outcome is unknown (the request was sent but no answer came back) is never
-blindly re-sent: the job listing is searched for the job's unique name first.
+Retries, token refresh and outages are the transport's (:mod:`.transport`),
+listings and lookups :mod:`.listing`'s.
+
+A submission makes at most one job. Its definite refusals (request
+validation 400/422, QOS limits 403, an unknown system 404, and the 500 that
+carries ``sbatch: error:``) raise :class:`SubmissionRejected` at once. After
+any other failure that reached the gateway (a 500 from FirecREST's SSH
+command timeout while ``sbatch`` may still run, a proxy's 502/504, a read
+timeout) the submission is never sent again: the listing is searched for the
+job's unique name under the retry policy, and when the job does not show up,
+:class:`SubmissionOutcomeUnknown` is raised and the job key remembered, so
+the next submission of that key looks for the job before it sends anything.
+Only failures after which nothing ran (no connection, 429, the gateway's
+health-gate 503) are resent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-import httpx
 
 from jid_service.backends.base import (
     Backend,
@@ -29,6 +41,7 @@ from jid_service.backends.base import (
     BackendJobState,
     BackendUnavailable,
     Rendering,
+    SubmissionOutcomeUnknown,
     SubmissionRejected,
     SubmitSpec,
     Submitted,
@@ -41,6 +54,8 @@ from jid_service.backends.firecrest.config import (
     FirecrestConfigError,
 )
 from jid_service.backends.firecrest.decode import JOB_ID, error_text, json_body
+from jid_service.backends.firecrest.listing import JobListing
+from jid_service.backends.firecrest.log_reader import VIEW_SIZE_LIMIT, LogReader
 from jid_service.backends.firecrest.script import (
     SAFE_NAME,
     SAFE_PATH,
@@ -51,6 +66,7 @@ from jid_service.backends.firecrest.script import (
 from jid_service.backends.firecrest.transport import (
     BearerAuth,
     FirecrestTransport,
+    OutcomeUnknown,
     RetryPolicy,
     TokenSource,
     TransientError,
@@ -64,8 +80,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VIEW_SIZE_LIMIT = 5 * 1024 * 1024
-"""FirecREST's largest ``ops/view`` read (a larger ``size`` is a 400)."""
+__all__ = ["VIEW_SIZE_LIMIT", "FirecrestBackend"]
+
+UNSETTLED_RETRY = 30.0
+"""``Retry-After`` of a submission whose outcome is unknown: by then a late ``sbatch``
+has created its job or died, and the retry finds the job or submits once."""
+HEALTH_DEADLINE = 8.0
+"""Seconds one health probe may take (under the JID's 10 s bound of ``/healthz``)."""
+HEALTH_FAILURE_CACHE = 5.0
+"""Seconds a failed probe is reported again without asking FirecREST."""
+LISTING_FRESH = 60.0
+"""A health probe lists jobs itself when no listing ran for this long."""
 
 
 class FirecrestBackend(Backend):
@@ -87,10 +112,10 @@ class FirecrestBackend(Backend):
         token_source: TokenSource,
         launcher: str = DEFAULT_LAUNCHER,
         max_attempts: int = 4,
-        retry_budget: float = 30.0,
+        retry_budget: float = 100.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 8.0,
-        request_timeout: float = 30.0,
+        request_timeout: float = 20.0,
         missing_lookups: int = 4,
         verify: bool | str = True,
     ) -> None:
@@ -110,12 +135,16 @@ class FirecrestBackend(Backend):
         self.launcher = launcher
         self._url = firecrest_url.rstrip("/")
         self._auth = BearerAuth(token_source)
-        self._missing_lookups = max(missing_lookups, 0)
-        self._lookup_turn = 0
         policy = RetryPolicy(max_attempts, retry_budget, backoff_initial, backoff_max)
         self._transport = FirecrestTransport(
             self._url, self._auth, policy, request_timeout=request_timeout, verify=verify
         )
+        self._logs = LogReader(self._transport, system)
+        self._listing = JobListing(self._transport, system, missing_lookups)
+        self._unsettled: set[str] = set()
+        """Job keys whose last submission went unanswered and whose job was not listed."""
+        self._health_probe: asyncio.Future[str | None] | None = None
+        self._health_failure: tuple[float, str] | None = None
 
     def __repr__(self) -> str:
         return f"FirecrestBackend(url={self._url!r}, system={self.system!r})"
@@ -172,58 +201,64 @@ class FirecrestBackend(Backend):
 
 
     async def submit(self, spec: SubmitSpec) -> Submitted:
-        """Submit the batch script; 4xx -> SubmissionRejected, outage -> BackendUnavailable."""
+        """Submit the batch script at most once; see the module doc for every outcome."""
         body = self.submission(spec)
         name = body["job"]["name"]
         log_pattern = body["job"]["standardOutput"]
-        found: list[str] = []
-
-        async def before_retry(failure: TransientError) -> httpx.Response | None:
-            # Re-sending after an unanswered submission could start the job twice.
-            if not failure.ambiguous:
-                return None
-            job_id = await self._find_by_name(name)
+        if spec.job_key in self._unsettled:
+            # an earlier submission of this key went unanswered: is its job there now?
+            job_id = await self._listing.find_by_name(name)
             if job_id is None:
-                return None
-            found.append(job_id)
-            return httpx.Response(201, json={"jobId": job_id})
-
+                raise SubmissionOutcomeUnknown(
+                    f"an earlier submission of {spec.job_key!r} went unanswered and FirecREST "
+                    "cannot list jobs now", retry_after=UNSETTLED_RETRY)
+            if job_id:
+                self._unsettled.discard(spec.job_key)
+                log.warning("FirecREST submit: adopted job %s of an unanswered submission", job_id)
+                return Submitted(tool_id=job_id, log_path=log_pattern.replace("%j", job_id))
+            self._unsettled.discard(spec.job_key)  # listed and absent: never submitted
         send = self._transport.post(f"/compute/{self.system}/jobs", body)
         try:
-            resp = await self._transport.call("submit", send, before_retry=before_retry)
-        except BackendUnavailable as err:
-            cause = err.__cause__
-            if not (isinstance(cause, TransientError) and cause.ambiguous):
-                raise
-            # the last try went unanswered: the job may exist after all
-            job_id = await self._find_by_name(name)
+            resp = await self._transport.call(
+                "submit", send, definite=lambda r: decode.sbatch_refusal(r) is not None,
+                resend_ambiguous=False,
+            )
+        except OutcomeUnknown as err:
+            job_id = await self._await_listed(name)
             if job_id is None:
-                raise
-            found.append(job_id)
-            resp = httpx.Response(201, json={"jobId": job_id})
-        if resp.status_code != 201 and resp.status_code != 200:
-            raise SubmissionRejected(f"FirecREST refused the job: {error_text(resp)}")
-        tool_id = decode.submitted_job_id(json_body("submit", resp))
-        if found:
-            log.warning("FirecREST submit: found job %s after an unanswered submission", tool_id)
-        return Submitted(tool_id=tool_id, log_path=log_pattern.replace("%j", tool_id))
+                self._unsettled.add(spec.job_key)
+                raise SubmissionOutcomeUnknown(
+                    f"FirecREST submit: {err}; the job is not listed (yet), so it was not sent "
+                    "again", retry_after=UNSETTLED_RETRY) from err
+            log.warning("FirecREST submit: found job %s after an unanswered submission", job_id)
+            return Submitted(tool_id=job_id, log_path=log_pattern.replace("%j", job_id))
+        if resp.status_code in (200, 201):
+            tool_id = decode.submitted_job_id(json_body("submit", resp))
+            return Submitted(tool_id=tool_id, log_path=log_pattern.replace("%j", tool_id))
+        reason = decode.rejection(resp)
+        if reason is not None or 400 <= resp.status_code < 500:
+            raise SubmissionRejected(reason or f"FirecREST refused the job: {error_text(resp)}")
+        # an answer that is neither a job nor a refusal: the job may exist
+        job_id = await self._await_listed(name)
+        if job_id is None:
+            self._unsettled.add(spec.job_key)
+            raise SubmissionOutcomeUnknown(
+                f"FirecREST submit answered {error_text(resp)}; the job is not listed (yet)",
+                retry_after=UNSETTLED_RETRY)
+        return Submitted(tool_id=job_id, log_path=log_pattern.replace("%j", job_id))
 
-    async def _list_jobs(self, what: str) -> list[dict[str, Any]]:
-        resp = await self._transport.call(
-            what, self._transport.get(f"/compute/{self.system}/jobs")
-        )
-        if resp.status_code != 200:
-            raise BackendError(f"FirecREST {what}: {error_text(resp)}")
-        return decode.listed_jobs(json_body(what, resp))
-
-    async def _find_by_name(self, name: str) -> str | None:
-        """The id of the newest listed job called ``name``, if any; None when it cannot tell."""
+    async def _await_listed(self, name: str) -> str | None:
+        """The job called ``name`` once listed, looking under the retry policy; None if never."""
         try:
-            jobs = await self._list_jobs("job lookup")
-        except BackendError:
+            async for attempt in self._transport.policy.retrying():
+                with attempt:
+                    job_id = await self._listing.find_by_name(name)
+                    if not job_id:  # not listed, or no listing: look again after the backoff
+                        raise TransientError(f"no job named {name} listed")
+                    return job_id
+        except TransientError:
             return None
-        return decode.newest_job_id(str(job.get("jobId")) for job in jobs
-                                    if job.get("name") == name)
+        return None  # pragma: no cover - tenacity always ends above
 
     async def find_submitted(self, job_key: str) -> Submitted | None:
         """The job an interrupted submission of ``job_key`` left, by its name; None if unlisted.
@@ -232,10 +267,7 @@ class FirecrestBackend(Backend):
         A listing that fails raises, so the JID cannot mistake "cannot tell" for
         "never submitted" and submit the job twice.
         """
-        suffix = "-" + key_digest(job_key)
-        jobs = await self._list_jobs("job lookup")
-        tool_id = decode.newest_job_id(str(job.get("jobId")) for job in jobs
-                                       if str(job.get("name", "")).endswith(suffix))
+        tool_id = await self._listing.find_by_suffix("-" + key_digest(job_key))
         if tool_id is None:
             return None
         try:
@@ -245,57 +277,16 @@ class FirecrestBackend(Backend):
         return Submitted(tool_id=tool_id, log_path=log_path)
 
     async def statuses(self, tool_ids: list[str]) -> dict[str, BackendJobState]:
-        """States of the asked jobs from one listing call, plus a bounded fallback.
-
-        FirecREST's listing reads ``squeue`` and ``sacct``'s default time window
-        (today), so a job that ended long ago can drop out of it. Up to
-        ``missing_lookups`` such ids per call are asked for one by one
-        (``GET /compute/{system}/jobs/{id}``, which searches all of ``sacct``),
-        taking turns when more are missing; ids still unknown are left out.
-        """
-        wanted = set(tool_ids)
-        if not wanted:
-            return {}
-        result: dict[str, BackendJobState] = {}
-        for job in await self._list_jobs("job listing"):
-            tool_id = str(job.get("jobId", ""))
-            if tool_id not in wanted:
-                continue
-            result[tool_id] = decode.job_state(tool_id, job.get("status") or {})
-        missing = sorted(t for t in wanted - result.keys() if JOB_ID.fullmatch(t))
-        if missing and self._missing_lookups:
-            start = self._lookup_turn % len(missing)
-            batch = (missing[start:] + missing[:start])[: self._missing_lookups]
-            self._lookup_turn += len(batch)
-            for tool_id in batch:
-                state = await self._lookup(tool_id)
-                if state is not None:
-                    result[tool_id] = state
-        return result
-
-    async def _lookup(self, tool_id: str) -> BackendJobState | None:
-        """One job's state by id; None when FirecREST does not know it or cannot answer."""
-        send = self._transport.get(f"/compute/{self.system}/jobs/{tool_id}")
-        try:
-            resp = await self._transport.call("job lookup", send, attempts=1)
-        except BackendError as err:
-            log.info("FirecREST lookup of job %s: %s", tool_id, err)
-            return None
-        if resp.status_code != 200:
-            return None
-        try:
-            data = resp.json()
-        except ValueError:
-            return None
-        return decode.listed_state(data, tool_id)
+        """States of the asked jobs from one listing call (see :class:`.JobListing`)."""
+        return await self._listing.statuses(tool_ids)
 
     async def read_log(
         self, tool_id: str, log_path: str | None, offset: int, limit: int
     ) -> LogChunk:
         """Up to ``limit`` bytes of the log from ``offset``; a missing file reads as empty.
 
-        FirecREST's ``ops/view`` reads at most 5 MiB per call, so a larger
-        ``limit`` takes several calls (until one comes back short).
+        The bytes are the file's own, however large the log and whatever its
+        encoding (see :mod:`.log_reader`).
         """
         offset = max(offset, 0)
         if limit <= 0:
@@ -303,28 +294,7 @@ class FirecrestBackend(Backend):
         path = log_path or await self._log_path_of(tool_id)
         if not SAFE_PATH.fullmatch(path):
             raise BackendError(f"log path {path!r} of job {tool_id} cannot be sent to FirecREST")
-        parts: list[str] = []
-        position = offset
-        while position - offset < limit:
-            size = min(limit - (position - offset), VIEW_SIZE_LIMIT)
-            text = await self._view(tool_id, path, position, size)
-            read = len(text.encode("utf-8"))
-            parts.append(text)
-            position += read
-            if read < size:
-                break
-        return LogChunk(text="".join(parts), offset=offset, next_offset=position)
-
-    async def _view(self, tool_id: str, path: str, offset: int, size: int) -> str:
-        """One ``ops/view`` read; a missing file (404) reads as empty."""
-        params = {"path": path, "size": size, "offset": offset}
-        send = self._transport.get(f"/filesystem/{self.system}/ops/view", params)
-        resp = await self._transport.call("log read", send)
-        if resp.status_code == 404:
-            return ""
-        if resp.status_code != 200:
-            raise BackendError(f"FirecREST log read of job {tool_id}: {error_text(resp)}")
-        return decode.view_text(json_body("log read", resp))
+        return await self._logs.read(tool_id, path, offset, limit)
 
     async def _log_path_of(self, tool_id: str) -> str:
         """The job's standard output file from FirecREST's job metadata."""
@@ -342,30 +312,64 @@ class FirecrestBackend(Backend):
         """Cancel the job; a job that already ended (or is unknown) is not an error."""
         if not JOB_ID.fullmatch(tool_id):
             raise BackendError(f"job id {tool_id!r} is not a FirecREST job id")
-        delete = self._transport.delete(f"/compute/{self.system}/jobs/{tool_id}")
-
-        async def send() -> httpx.Response:
-            resp = await delete()
-            # scancel of an ended job fails with a 500 that no retry will fix
-            if resp.status_code >= 400 and decode.mentions_ended(resp):
-                return httpx.Response(204, request=resp.request)
-            return resp
-
-        resp = await self._transport.call("cancel", send)
-        if resp.status_code in (200, 202, 204, 404):
+        send = self._transport.delete(f"/compute/{self.system}/jobs/{tool_id}")
+        resp = await self._transport.call(
+            "cancel", send,
+            # scancel's answers for an ended job or a refused cancel: no retry changes them
+            definite=lambda r: decode.mentions_ended(r) or decode.cancel_refused(r),
+        )
+        if resp.status_code in (200, 202, 204, 404) or decode.mentions_ended(resp):
             return
-        raise BackendError(f"FirecREST cancel of job {tool_id}: {error_text(resp)}")
+        raise BackendError(f"FirecREST cancel of job {tool_id} refused: {error_text(resp)}")
 
     async def health(self) -> None:
-        """Raise BackendUnavailable unless FirecREST lists the system with a healthy scheduler."""
-        resp = await self._transport.call(
-            "health check", self._transport.get("/status/systems"), attempts=2
-        )
-        if resp.status_code != 200:
-            raise BackendUnavailable(f"FirecREST health check: {error_text(resp)}")
-        problem = decode.system_problem(json_body("health check", resp), self.system)
+        """Raise BackendUnavailable unless FirecREST serves the system and its job listing.
+
+        Concurrent callers share one probe; a failure is remembered for
+        ``HEALTH_FAILURE_CACHE`` seconds, and a probe takes at most
+        ``HEALTH_DEADLINE`` seconds, so an outage is reported at once and
+        always with a reason.
+        """
+        failed = self._health_failure
+        if failed is not None and time.monotonic() - failed[0] < HEALTH_FAILURE_CACHE:
+            raise BackendUnavailable(failed[1], retry_after=HEALTH_FAILURE_CACHE)
+        if self._health_probe is None or self._health_probe.done():
+            self._health_probe = asyncio.ensure_future(self._probe_health())
+        problem = await asyncio.shield(self._health_probe)
         if problem is not None:
             raise BackendUnavailable(problem)
+
+    async def _probe_health(self) -> str | None:
+        """One health probe: what is wrong, or None."""
+        try:
+            async with asyncio.timeout(HEALTH_DEADLINE):
+                problem = await self._health_problem()
+        except TimeoutError:
+            problem = f"FirecREST health check: no answer within {HEALTH_DEADLINE:g} s"
+        except BackendError as err:
+            problem = str(err) or type(err).__name__
+        self._health_failure = None if problem is None else (time.monotonic(), problem)
+        return problem
+
+    async def _health_problem(self) -> str | None:
+        resp = await self._transport.call(
+            "health check", self._transport.get("/status/systems"), attempts=2,
+            timeout=HEALTH_DEADLINE / 2,
+        )
+        if resp.status_code != 200:
+            return f"FirecREST health check: {error_text(resp)}"
+        problem = decode.system_problem(json_body("health check", resp), self.system)
+        if problem is not None:
+            return problem
+        listed = self._listing.last
+        if listed is None or time.monotonic() - listed[0] > LISTING_FRESH:
+            # status reads need a working listing (squeue and sacct) as much as a gateway
+            with contextlib.suppress(BackendError):
+                await self._listing.jobs("job listing", attempts=1, timeout=HEALTH_DEADLINE / 2)
+            listed = self._listing.last
+        if listed is not None and listed[1] is not None:
+            return f"FirecREST job listings fail: {listed[1]}"
+        return None
 
     async def aclose(self) -> None:
         """Close the HTTP session."""

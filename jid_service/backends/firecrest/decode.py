@@ -17,19 +17,85 @@ JOB_ID = re.compile(r"[A-Za-z0-9]+")
 
 # Messages of a cancel that found the job already ended.
 _ALREADY_ENDED = ("already completing or completed", "invalid job id", "job not found")
+# Messages of a cancel that no retry will make succeed.
+_CANCEL_REFUSED = ("access/permission denied", "permission denied", "not authorized")
+# How FirecREST reports a failed Slurm command (every one is a 500).
+_SLURM_STDERR = re.compile(r"std_err:(?P<stderr>.*)", re.DOTALL)
+_SBATCH_ERROR = "sbatch: error:"
 
 
-def error_text(resp: httpx.Response) -> str:
-    """``HTTP 400: message`` from FirecREST's ``{"errorType", "message"}`` (or FastAPI's detail)."""
-    message = ""
+def _body(resp: httpx.Response) -> dict[str, Any]:
     with contextlib.suppress(ValueError):
         body = resp.json()
         if isinstance(body, dict):
-            message = str(body.get("message") or body.get("detail") or body.get("error") or "")
-    if not message:
-        message = resp.text
-    message = " ".join(message.split())[:300]
+            return body
+    return {}
+
+
+def _causes(body: Mapping[str, Any]) -> list[str]:
+    causes = body.get("causedBy")
+    if not isinstance(causes, list):
+        return []
+    texts = []
+    for cause in causes:
+        if isinstance(cause, Mapping):
+            cause = cause.get("message") or cause.get("detail") or ""
+        if cause:
+            texts.append(str(cause))
+    return texts
+
+
+def error_message(resp: httpx.Response) -> str:
+    """FirecREST's ``message`` (or FastAPI's ``detail``), whitespace kept, else the body."""
+    body = _body(resp)
+    message = body.get("message") or body.get("detail") or body.get("error") or ""
+    if not isinstance(message, str):
+        message = str(message)  # a validation error's detail is a list
+    return message or resp.text
+
+
+def error_text(resp: httpx.Response) -> str:
+    """``HTTP 400: message (caused by: ...)`` from FirecREST's error body, on one line."""
+    message = " ".join(error_message(resp).split())[:300]
+    causes = [" ".join(c.split())[:200] for c in _causes(_body(resp))]
+    if causes:
+        message = f"{message} (caused by: {'; '.join(causes)})"
     return f"HTTP {resp.status_code}: {message}" if message else f"HTTP {resp.status_code}"
+
+
+def sbatch_refusal(resp: httpx.Response) -> str | None:
+    """sbatch's own error lines when FirecREST says sbatch refused the job, else None.
+
+    FirecREST answers ``500 Unexpected Slurm command response. exit_status:1
+    std_err:sbatch: error: ...``: a definite refusal, not an outage.
+    """
+    message = error_message(resp)
+    if _SBATCH_ERROR not in message:
+        return None
+    found = _SLURM_STDERR.search(message)
+    stderr = found.group("stderr") if found else message
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return "; ".join(lines)[:500] or message[:500]
+
+
+def rejection(resp: httpx.Response) -> str | None:
+    """Why a submit answer is a definite refusal (nothing was submitted), else None.
+
+    Definite: request validation (400, 422), QOS/association limits (403), an
+    unknown system (404), and any answer carrying ``sbatch: error:``.
+    """
+    refusal = sbatch_refusal(resp)
+    if refusal is not None:
+        return f"sbatch refused the job: {refusal}"
+    if resp.status_code in (400, 403, 404, 422):
+        return error_text(resp)
+    return None
+
+
+def cancel_refused(resp: httpx.Response) -> bool:
+    """Whether a cancel's error answer is one that no retry will change."""
+    text = error_text(resp).lower()
+    return any(marker in text for marker in _CANCEL_REFUSED)
 
 
 def mentions_ended(resp: httpx.Response) -> bool:

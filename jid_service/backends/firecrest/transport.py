@@ -2,7 +2,11 @@
 
 Failures: 5xx, 408, 424 (SSH), 429, timeouts and connection errors are retried
 with exponential backoff (tenacity) within a bounded budget, then raise
-:class:`BackendUnavailable`; a 401 refreshes the token once and retries.
+:class:`BackendUnavailable`; a 401 refreshes the token once and retries. A
+caller may name answers of those statuses that are definite (``definite``:
+FirecREST answers every failed Slurm command with a 500, ``sbatch: error:``
+included) and may refuse to resend after an answer that leaves the outcome
+unknown (``resend_ambiguous=False``: a submission).
 
 pyfirecrest's public methods turn every non-expected status into one
 exception type and its ``view`` cannot read from an offset, so requests go
@@ -49,8 +53,16 @@ TOKEN_TIMEOUT = 10
 
 # Statuses worth retrying: the gateway or the scheduler behind it failed now.
 _TRANSIENT_STATUS = frozenset({408, 424, 429, 500, 502, 503, 504})
-# Of those, the ones after which a submission may have happened anyway.
-_AMBIGUOUS_STATUS = frozenset({408, 502, 504})
+# Of those, the ones the gateway sends before running any command (rate limit,
+# its own scheduler health gate): after them nothing can have been submitted.
+# After any other (a 500 from an SSH command timeout, a proxy's 502/504) the
+# command may have run.
+_NOTHING_RAN_STATUS = frozenset({429, 503})
+UNHEALTHY_GATE_RETRY = 30.0
+"""Seconds to advise after the gateway's health gate (a 503 without ``Retry-After``):
+the gate stays shut until the gateway's next probe of the scheduler."""
+
+Definite = Callable[[httpx.Response], bool]
 
 Send = Callable[[], Awaitable[httpx.Response]]
 
@@ -74,16 +86,25 @@ def client_credentials(config: FirecrestConfig) -> TokenSource:
         min_token_validity=MIN_TOKEN_VALIDITY,
     )
     auth.timeout = TOKEN_TIMEOUT
+    # one INFO line per request otherwise ("Reusing token, will renew after ...")
+    auth.disable_client_logging = True
     return auth
 
 
 class TransientError(Exception):
-    """A failure worth retrying; ``ambiguous``: a submission may have happened."""
+    """A failure worth retrying; ``ambiguous``: the request may have been carried out."""
 
     def __init__(self, message: str, *, ambiguous: bool = False, retry_after: float | None = None):
         super().__init__(message)
         self.ambiguous = ambiguous
         self.retry_after = retry_after
+
+
+class OutcomeUnknown(BackendUnavailable):
+    """A request may or may not have been carried out, and was not resent."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after or 5.0)
 
 
 class BearerAuth:
@@ -122,6 +143,8 @@ class BearerAuth:
 def _retry_after(resp: httpx.Response) -> float | None:
     value = resp.headers.get("Retry-After")
     if value is None:
+        if resp.status_code == 503 and "unhealthy" in error_text(resp).lower():
+            return UNHEALTHY_GATE_RETRY
         return None
     try:
         return max(float(value), 0.0)
@@ -221,11 +244,18 @@ class FirecrestTransport:
         *,
         before_retry: Callable[[TransientError], Awaitable[httpx.Response | None]] | None = None,
         attempts: int | None = None,
+        timeout: float | None = None,
+        definite: Definite | None = None,
+        resend_ambiguous: bool = True,
     ) -> httpx.Response:
         """Send with retries; returns any non-transient response (the caller checks it).
 
         ``before_retry`` runs before each repeat with the failure that caused it
-        and may return a response to use instead of sending again.
+        and may return a response to use instead of sending again. ``timeout``
+        bounds each attempt (default: the client's request timeout);
+        ``definite(resp)`` marks answers of a retried status as final. With
+        ``resend_ambiguous=False`` a failure after which the request may have
+        been carried out raises :class:`OutcomeUnknown` at once.
         """
         last: TransientError | None = None
         try:
@@ -236,9 +266,11 @@ class FirecrestTransport:
                         if replacement is not None:
                             return replacement
                     try:
-                        return await self._attempt(what, send)
+                        return await self._attempt(what, send, timeout, definite)
                     except TransientError as err:
                         last = err
+                        if err.ambiguous and not resend_ambiguous:
+                            raise OutcomeUnknown(str(err), err.retry_after) from err
                         raise
         except TransientError as err:
             number = attempt.retry_state.attempt_number
@@ -252,32 +284,41 @@ class FirecrestTransport:
         """Close the HTTP session."""
         await self.client.close_session()
 
-    async def _attempt(self, what: str, send: Send) -> httpx.Response:
-        resp = await self._send(what, send)
+    async def _attempt(
+        self, what: str, send: Send, timeout: float | None, definite: Definite | None
+    ) -> httpx.Response:
+        resp = await self._send(what, send, timeout)
         if resp.status_code == 401:
             log.info("FirecREST %s: token refused (401), fetching a new one", what)
             self.auth.invalidate()
-            resp = await self._send(what, send)
+            resp = await self._send(what, send, timeout)
             if resp.status_code == 401:
                 raise BackendUnavailable(
                     f"FirecREST {what}: the access token was refused twice ({error_text(resp)})",
                     retry_after=30.0,
                 )
-        if resp.status_code in _TRANSIENT_STATUS:
+        if resp.status_code in _TRANSIENT_STATUS and not (definite and definite(resp)):
             raise TransientError(
                 f"{what}: {error_text(resp)}",
-                ambiguous=resp.status_code in _AMBIGUOUS_STATUS,
+                ambiguous=resp.status_code not in _NOTHING_RAN_STATUS,
                 retry_after=_retry_after(resp),
             )
         return resp
 
-    async def _send(self, what: str, send: Send) -> httpx.Response:
+    async def _send(self, what: str, send: Send, timeout: float | None) -> httpx.Response:
         """One request; transport failures and token-server outages become TransientError."""
         import requests
         from firecrest.FirecrestException import ClientsCredentialsException
 
         try:
-            return await send()
+            if timeout is None:
+                return await send()
+            async with asyncio.timeout(timeout):
+                return await send()
+        except TimeoutError as err:
+            raise TransientError(
+                f"{what}: no answer from FirecREST within {timeout:g} s", ambiguous=True
+            ) from err
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
             raise TransientError(
                 f"{what}: cannot connect to FirecREST ({type(err).__name__})"

@@ -17,18 +17,24 @@ from jid_service.backends.base import (
     BackendError,
     BackendUnavailable,
     JobStatus,
+    SubmissionOutcomeUnknown,
     SubmissionRejected,
 )
 from jid_service.backends.firecrest import FirecrestBackend, job_name
 
 from .conftest import (
+    CHANNEL_CLOSED,
     JOBS_URL,
     SYSTEM,
     VIEW_URL,
     WORK_DIR,
+    FakeFiles,
     StubTokenSource,
+    firecrest_error,
     listed_job,
     make_spec,
+    route_files,
+    sbatch_failure,
 )
 
 LOG_NAME = re.compile(re.escape(WORK_DIR) + r"/Tester_xpptut15_r0012_\d{4}-\d\d-\d\dT\d{6}_%j\.out")
@@ -90,13 +96,38 @@ async def test_job_names_differ_per_job_key():
     assert job_name(make_spec(job_key="a")) == job_name(make_spec(job_key="a"))
 
 
-async def test_submit_validation_error_is_rejected(router: respx.MockRouter, backend):
-    route = router.post(JOBS_URL).mock(
-        return_value=_error(400, "sbatch: error: invalid partition specified: nope")
-    )
-    with pytest.raises(SubmissionRejected, match="invalid partition specified"):
+async def test_sbatch_refusal_is_rejected_after_one_attempt(router: respx.MockRouter, backend):
+    # the real server answers every failed sbatch with a 500
+    route = router.post(JOBS_URL).mock(return_value=sbatch_failure(
+        "sbatch: error: invalid partition specified: nosuchpart",
+        "sbatch: error: Batch job submission failed: Invalid partition name specified",
+    ))
+    with pytest.raises(SubmissionRejected) as err:
         await backend.submit(make_spec())
-    assert route.call_count == 1  # a 400 is not retried
+    assert route.call_count == 1  # definite: not retried
+    assert str(err.value) == (
+        "sbatch refused the job: sbatch: error: invalid partition specified: nosuchpart; "
+        "sbatch: error: Batch job submission failed: Invalid partition name specified"
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (firecrest_error(400, "Field required: job.script", error_type="validation"),
+         "Field required"),
+        (firecrest_error(403, "QOSMaxSubmitJobPerUserLimit", caused_by=["qos normal"]),
+         r"QOSMaxSubmitJobPerUserLimit \(caused by: qos normal\)"),
+        (firecrest_error(404, "System 'cluster' not found"), "not found"),
+    ],
+)
+async def test_definite_refusals_are_rejected_once(
+    router: respx.MockRouter, backend, answer, message
+):
+    route = router.post(JOBS_URL).mock(return_value=answer)
+    with pytest.raises(SubmissionRejected, match=message):
+        await backend.submit(make_spec())
+    assert route.call_count == 1
 
 
 @pytest.mark.parametrize(
@@ -118,16 +149,97 @@ async def test_unsafe_values_are_rejected_before_any_request(
     assert route.call_count == 0
 
 
-async def test_submit_500_then_success_is_retried(router: respx.MockRouter, backend):
-    route = router.post(JOBS_URL).mock(
-        side_effect=[
-            _error(500, "Unexpected Slurm command response"),
-            httpx.Response(201, json={"jobId": "23"}),
-        ]
-    )
-    submitted = await backend.submit(make_spec())
-    assert submitted.tool_id == "23"
-    assert route.call_count == 2
+async def test_a_500_after_the_job_was_created_adopts_it(router: respx.MockRouter, backend):
+    """FirecREST's SSH command timeout cut sbatch after Slurm queued the job."""
+    spec = make_spec()
+    created: list[dict[str, object]] = []
+
+    def submit(request: httpx.Request) -> httpx.Response:
+        created.append(listed_job("73", "PENDING", name=json.loads(request.content)["job"]["name"]))
+        return firecrest_error(500, CHANNEL_CLOSED)
+
+    post = router.post(JOBS_URL).mock(side_effect=submit)
+    router.get(JOBS_URL).mock(side_effect=lambda _r: httpx.Response(200, json={"jobs": created}))
+    submitted = await backend.submit(spec)
+    assert submitted.tool_id == "73"
+    assert post.call_count == 1  # never sent twice
+    assert len(created) == 1
+
+
+async def test_a_job_listed_late_is_adopted(router: respx.MockRouter, backend):
+    """sbatch still waits for the controller when the 500 comes back; the job shows up later."""
+    spec = make_spec()
+    post = router.post(JOBS_URL).mock(return_value=firecrest_error(500, CHANNEL_CLOSED))
+    listing = router.get(JOBS_URL).mock(side_effect=[
+        httpx.Response(200, json={"jobs": []}),
+        httpx.Response(200, json={"jobs": [listed_job("74", "PENDING", name=job_name(spec))]}),
+    ])
+    assert (await backend.submit(spec)).tool_id == "74"
+    assert (post.call_count, listing.call_count) == (1, 2)
+
+
+async def test_unknown_outcome_is_not_resent_and_the_next_submit_looks_first(
+    router: respx.MockRouter, backend
+):
+    spec = make_spec()
+    post = router.post(JOBS_URL).mock(side_effect=[
+        httpx.ReadTimeout("no answer"), httpx.Response(201, json={"jobId": "41"})])
+    listing = router.get(JOBS_URL).mock(return_value=httpx.Response(
+        200, json={"jobs": [listed_job("9", "RUNNING", name="other")]}))
+    with pytest.raises(SubmissionOutcomeUnknown) as err:
+        await backend.submit(spec)
+    assert post.call_count == 1
+    assert listing.call_count == 3  # a look per attempt of the retry policy
+    assert err.value.retry_after >= 30
+    # the client's retry: looked up first, still not listed, so submitted once
+    assert (await backend.submit(spec)).tool_id == "41"
+    assert (post.call_count, listing.call_count) == (2, 4)
+
+
+async def test_retry_of_an_unknown_outcome_adopts_the_job_listed_meanwhile(
+    router: respx.MockRouter, backend
+):
+    spec = make_spec()
+    post = router.post(JOBS_URL).mock(return_value=firecrest_error(502, "Bad Gateway"))
+    jobs: list[dict[str, object]] = []
+    router.get(JOBS_URL).mock(side_effect=lambda _r: httpx.Response(200, json={"jobs": jobs}))
+    with pytest.raises(SubmissionOutcomeUnknown):
+        await backend.submit(spec)
+    jobs.append(listed_job("75", "RUNNING", name=job_name(spec)))
+    assert (await backend.submit(spec)).tool_id == "75"
+    assert post.call_count == 1
+
+
+async def test_retry_of_an_unknown_outcome_waits_while_nothing_can_be_listed(
+    router: respx.MockRouter, backend
+):
+    spec = make_spec()
+    post = router.post(JOBS_URL).mock(return_value=firecrest_error(500, CHANNEL_CLOSED))
+    router.get(JOBS_URL).mock(return_value=firecrest_error(
+        500, "Error executing Slurm command.", caused_by=["Slurm accounting storage is disabled"]))
+    for _ in range(2):
+        with pytest.raises(SubmissionOutcomeUnknown):
+            await backend.submit(spec)
+    assert post.call_count == 1
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        httpx.ConnectError("refused"),
+        firecrest_error(
+            503, "The scheduler service for the requested system (cluster) is unhealthy."),
+        firecrest_error(429, "Too many requests"),
+    ],
+)
+async def test_failures_after_which_nothing_ran_are_resent(
+    router: respx.MockRouter, backend, first
+):
+    post = router.post(JOBS_URL).mock(
+        side_effect=[first, httpx.Response(201, json={"jobId": "23"})])
+    listing = router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": []}))
+    assert (await backend.submit(make_spec())).tool_id == "23"
+    assert (post.call_count, listing.call_count) == (2, 0)
 
 
 async def test_unanswered_submit_finds_the_job_instead_of_resubmitting(
@@ -144,20 +256,6 @@ async def test_unanswered_submit_finds_the_job_instead_of_resubmitting(
     assert submitted.tool_id == "40"
     assert post.call_count == 1  # never sent twice
     assert listing.call_count == 1
-
-
-async def test_unanswered_submit_is_resent_when_the_job_is_not_listed(
-    router: respx.MockRouter, backend
-):
-    post = router.post(JOBS_URL).mock(
-        side_effect=[httpx.ReadTimeout("no answer"), httpx.Response(201, json={"jobId": "41"})]
-    )
-    router.get(JOBS_URL).mock(
-        return_value=httpx.Response(200, json={"jobs": [listed_job("9", "RUNNING", name="other")]})
-    )
-    submitted = await backend.submit(make_spec())
-    assert submitted.tool_id == "41"
-    assert post.call_count == 2
 
 
 async def test_find_submitted_recovers_the_listed_job_with_its_log(
@@ -531,53 +629,102 @@ async def test_unreachable_token_server_is_retried_then_unavailable(router: resp
 # -- logs -------------------------------------------------------------------
 
 
-async def test_read_log_from_an_offset(router: respx.MockRouter, backend):
-    path = f"{WORK_DIR}/Tester_xpptut15_r0012_2024-05-01_10-00-00_22.out"
-    route = router.get(VIEW_URL).mock(
-        return_value=httpx.Response(200, json={"output": "données\n"})
-    )
-    chunk = await backend.read_log("22", path, offset=100, limit=4096)
-    params = dict(route.calls.last.request.url.params)
-    assert params == {"path": path, "size": "4096", "offset": "100"}
-    assert chunk.text == "données\n"
-    assert chunk.offset == 100
-    assert chunk.next_offset == 100 + len("données\n".encode())  # bytes, not characters
+LOG = f"{WORK_DIR}/Tester_xpptut15_r0012_2024-05-01T100000_22.out"
 
 
-async def test_read_log_newer_view_shape(router: respx.MockRouter, backend):
-    router.get(VIEW_URL).mock(
-        return_value=httpx.Response(
-            200,
-            json={
-                "output": {
-                    "content": "abc",
-                    "fileSize": 10,
-                    "startOffset": 7,
-                    "endOffset": 0,
-                }
-            },
-        )
-    )
-    chunk = await backend.read_log("22", f"{WORK_DIR}/x.out", offset=7, limit=100)
-    assert (chunk.text, chunk.next_offset) == ("abc", 10)
+def non_ascii_log(lines: int = 12) -> bytes:
+    """A log of 1-, 2-, 3- and 4-byte characters."""
+    return "".join(f"Tester: étape {i} — données ✓ 𝛼β\n" for i in range(lines)).encode()
 
 
-async def test_a_read_above_the_server_limit_takes_several_views(router: respx.MockRouter, backend):
-    cap = 5 * 1024 * 1024
-    route = router.get(VIEW_URL).mock(
-        side_effect=[
-            httpx.Response(200, json={"output": "a" * cap}),
-            httpx.Response(200, json={"output": "tail\n"}),
-        ]
-    )
-    chunk = await backend.read_log("22", f"{WORK_DIR}/x.out", offset=10, limit=3 * cap)
-    sent = [dict(call.request.url.params) for call in route.calls]
-    assert [(p["size"], p["offset"]) for p in sent] == [
-        (str(cap), "10"),
-        (str(cap), str(10 + cap)),
-    ]
-    assert chunk.text == "a" * cap + "tail\n"
-    assert chunk.next_offset == 10 + cap + 5
+async def read_in_chunks(backend: FirecrestBackend, limit: int) -> tuple[str, int]:
+    """Follow next_offset like a JID client until the log's end: (text, reads)."""
+    parts, offset, reads = [], 0, 0
+    while True:
+        chunk = await backend.read_log("22", LOG, offset=offset, limit=limit)
+        reads += 1
+        assert chunk.offset == offset
+        parts.append(chunk.text)
+        read, offset = chunk.next_offset - chunk.offset, chunk.next_offset
+        if read == 0 or read < limit - 3:  # how the JID tells the end of the log
+            return "".join(parts), reads
+
+
+@pytest.mark.parametrize("limit", [1, 7, 64, 100, 1024 * 1024])
+async def test_non_ascii_log_reads_byte_exact_in_chunks(router: respx.MockRouter, backend, limit):
+    files = FakeFiles()
+    files.files[LOG] = data = non_ascii_log()
+    route_files(router, files)
+    text, _ = await read_in_chunks(backend, limit)
+    assert text.encode() == data
+    assert files.downloads == 0  # UTF-8 logs need no download
+    assert all(offset % size == 0 for size, offset in files.views)  # whole blocks only
+
+
+async def test_a_genuine_replacement_character_is_read_exactly(
+    router: respx.MockRouter, backend
+):
+    files = FakeFiles()
+    files.files[LOG] = data = non_ascii_log(3) + "bad input: \ufffd\n".encode() + non_ascii_log(2)
+    route_files(router, files)
+    text, _ = await read_in_chunks(backend, 64)
+    assert text.encode() == data
+
+
+async def test_a_read_from_inside_a_character_gives_what_a_local_read_gives(
+    router: respx.MockRouter, backend
+):
+    files = FakeFiles()
+    files.files[LOG] = data = "aé€b".encode()
+    route_files(router, files)
+    chunk = await backend.read_log("22", LOG, offset=2, limit=100)  # inside "é"
+    assert chunk.text == data[2:].decode(errors="replace")
+    assert chunk.next_offset == len(data)
+
+
+async def test_a_log_above_5_mib_reads_whole_and_in_chunks(router: respx.MockRouter, backend):
+    files = FakeFiles()
+    line = "Tester: frame 000123 — peaks 17 ✓\n".encode()
+    data = line * (6_900_000 // len(line) + 1)
+    files.files[LOG] = data
+    route_files(router, files)
+    whole = await backend.read_log("22", LOG, offset=0, limit=16 * 1024 * 1024)
+    assert whole.text.encode() == data
+    assert whole.next_offset == len(data)
+    sizes = {size for size, _ in files.views}
+    assert max(sizes) * 2 <= 5 * 1024 * 1024  # the server's 2 x size window fits its buffer
+    text, reads = await read_in_chunks(backend, 1024 * 1024)
+    assert text.encode() == data and reads == 7
+
+
+async def test_a_413_halves_the_block(router: respx.MockRouter, backend):
+    files = FakeFiles(buffer=1024 * 1024)  # a site with a 1 MiB output buffer
+    files.files[LOG] = data = bytes(range(32, 127)) * 30000
+    route_files(router, files)
+    chunk = await backend.read_log("22", LOG, offset=0, limit=len(data) + 10)
+    assert chunk.text.encode() == data
+    assert max(size for size, _ in files.views[-3:]) <= 512 * 1024
+
+
+@pytest.mark.parametrize("limit", [7, 64, 4096])
+async def test_a_log_that_is_not_utf8_reads_byte_exact(router: respx.MockRouter, backend, limit):
+    files = FakeFiles()
+    files.files[LOG] = data = "Tester: température élevée, ½ fini\n".encode("latin-1") * 20
+    route_files(router, files)
+    text, _ = await read_in_chunks(backend, limit)
+    assert text == data.decode("utf-8", errors="replace")
+    assert files.downloads >= 1  # the raw bytes came from ops/download
+
+
+async def test_a_large_log_that_is_not_utf8_counts_one_byte_per_bad_byte(
+    router: respx.MockRouter, backend
+):
+    files = FakeFiles(buffer=64 * 1024)
+    files.files[LOG] = data = b"caf\xe9 ok\n" * 10000  # too large to download
+    route_files(router, files)
+    chunk = await backend.read_log("22", LOG, offset=0, limit=len(data) + 10)
+    assert chunk.next_offset == len(data)
+    assert chunk.text == data.decode("utf-8", errors="replace")
 
 
 async def test_read_log_of_a_missing_file_is_empty(router: respx.MockRouter, backend):
@@ -593,6 +740,7 @@ async def test_read_log_without_a_path_asks_the_job_metadata(router: respx.MockR
             200, json={"jobs": [{"jobId": "22", "script": "#!/bin/bash", "standardOutput": out}]}
         )
     )
+    # an older server's view answers a bare string
     view = router.get(VIEW_URL).mock(return_value=httpx.Response(200, json={"output": "hi"}))
     chunk = await backend.read_log("22", None, offset=0, limit=10)
     assert chunk.text == "hi"
@@ -624,6 +772,25 @@ async def test_cancelling_an_ended_job_is_not_an_error(router: respx.MockRouter,
     route = router.delete(f"{JOBS_URL}/22").mock(return_value=answer)
     await backend.cancel("22")
     assert route.call_count == 1  # no retry either
+
+
+async def test_a_refused_cancel_is_not_retried(router: respx.MockRouter, backend):
+    route = router.delete(f"{JOBS_URL}/22").mock(return_value=firecrest_error(
+        500, "Unexpected Slurm command response. exit_status:1 std_err:scancel: error: "
+        "Kill job error on job id 22: Access/permission denied\n"))
+    with pytest.raises(BackendError, match="permission denied"):
+        await backend.cancel("22")
+    assert route.call_count == 1
+
+
+def test_the_token_helper_logs_nothing():
+    from jid_service.backends.firecrest.config import FirecrestConfig
+    from jid_service.backends.firecrest.transport import client_credentials
+
+    auth = client_credentials(FirecrestConfig(
+        url="https://firecrest.example.org", client_id="c", client_secret="s",
+        token_url="https://auth.example.org/token", system=SYSTEM, work_dir=WORK_DIR))
+    assert auth.disable_client_logging is True
 
 
 async def test_cancel_outage_is_unavailable(router: respx.MockRouter, backend):
@@ -666,8 +833,54 @@ def _systems(healthy: bool = True, name: str = SYSTEM) -> dict[str, object]:
 
 async def test_health_ok(router: respx.MockRouter, backend):
     route = router.get("/status/systems").mock(return_value=httpx.Response(200, json=_systems()))
+    listing = router.get(JOBS_URL).mock(return_value=httpx.Response(200, json={"jobs": []}))
     await backend.health()
-    assert route.call_count == 1
+    await backend.health()
+    assert route.call_count == 2
+    assert listing.call_count == 1  # a recent listing is not repeated
+
+
+async def test_health_reports_a_failing_listing(router: respx.MockRouter, backend):
+    router.get("/status/systems").mock(return_value=httpx.Response(200, json=_systems()))
+    router.get(JOBS_URL).mock(return_value=firecrest_error(
+        500, "Error executing Slurm command.", caused_by=["Slurm accounting storage is disabled"]))
+    with pytest.raises(BackendUnavailable, match=r"listings fail.*accounting storage is disabled"):
+        await backend.health()
+
+
+async def test_concurrent_health_checks_share_one_probe_and_a_failure_is_cached(
+    router: respx.MockRouter, backend
+):
+    import asyncio
+
+    route = router.get("/status/systems").mock(return_value=firecrest_error(
+        503, "The scheduler service for the requested system (cluster) is unhealthy."))
+    results = await asyncio.gather(*(backend.health() for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, BackendUnavailable) and "unhealthy" in str(r) for r in results)
+    calls = route.call_count
+    assert calls == 2  # one probe (two attempts) for all five callers
+    with pytest.raises(BackendUnavailable, match="unhealthy"):
+        await backend.health()
+    assert route.call_count == calls  # answered from the cached failure
+
+
+async def test_a_hung_gateway_fails_the_health_check_with_a_reason(
+    router: respx.MockRouter, backend, monkeypatch
+):
+    import asyncio
+
+    from jid_service.backends.firecrest import backend as backend_module
+
+    monkeypatch.setattr(backend_module, "HEALTH_DEADLINE", 0.2)
+
+    async def hang(_request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        raise AssertionError("unreachable")
+
+    router.get("/status/systems").mock(side_effect=hang)
+    with pytest.raises(BackendUnavailable) as err:
+        await backend.health()
+    assert "no answer" in str(err.value)
 
 
 @pytest.mark.parametrize(

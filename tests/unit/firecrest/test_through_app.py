@@ -8,6 +8,7 @@ scheduler behind FirecREST would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -24,7 +25,19 @@ from jid_service.auth import issue_token
 from jid_service.backends.firecrest import FirecrestBackend
 from jid_service.settings import JIDSettings
 
-from .conftest import BASE, JOBS_URL, SYSTEM, VIEW_URL, WORK_DIR, StubTokenSource, listed_job
+from .conftest import (
+    BASE,
+    CHANNEL_CLOSED,
+    JOBS_URL,
+    SYSTEM,
+    WORK_DIR,
+    FakeFiles,
+    StubTokenSource,
+    firecrest_error,
+    listed_job,
+    route_files,
+    sbatch_failure,
+)
 
 SECRET = "firecrest-app-test-secret-0123456789"
 WS = "/jid/ws"
@@ -36,20 +49,22 @@ class FakeFirecrest:
     def __init__(self) -> None:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.scripts: dict[str, str] = {}
-        self.logs: dict[str, bytes] = {}
+        self.files = FakeFiles()
+        self.logs = self.files.files
         self.next_id = 100
         self.listing_down = False
         self.reject_submissions = False
+        self.ssh_timeout_after_submit = False
         self.listing_calls = 0
+        self.submit_calls = 0
 
     def submit(self, request: httpx.Request) -> httpx.Response:
+        self.submit_calls += 1
         if self.reject_submissions:
-            return httpx.Response(
-                400,
-                json={
-                    "errorType": "error",
-                    "message": "sbatch: error: invalid partition specified: debug",
-                },
+            # the real server answers every failed sbatch with a 500
+            return sbatch_failure(
+                "sbatch: error: invalid partition specified: debug",
+                "sbatch: error: Batch job submission failed: Invalid partition name specified",
             )
         job = json.loads(request.content)["job"]
         job_id = str(self.next_id)
@@ -57,29 +72,21 @@ class FakeFirecrest:
         self.jobs[job_id] = listed_job(job_id, "PENDING", name=job["name"])
         self.scripts[job_id] = job["script"]
         self.logs[job["standardOutput"].replace("%j", job_id)] = b""
+        if self.ssh_timeout_after_submit:
+            # FirecREST's command timeout cut the SSH channel after Slurm queued the job
+            return firecrest_error(500, CHANNEL_CLOSED)
         return httpx.Response(201, json={"jobId": job_id})
 
     def listing(self, request: httpx.Request) -> httpx.Response:
         self.listing_calls += 1
         if self.listing_down:
-            return httpx.Response(
-                500, json={"errorType": "error", "message": "Error executing Slurm command."}
-            )
+            return firecrest_error(500, "Error executing Slurm command.",
+                                   caused_by=["Slurm accounting storage is disabled"])
         return httpx.Response(200, json={"jobs": list(self.jobs.values())})
 
     def cancel(self, request: httpx.Request, job_id: str) -> httpx.Response:
         self.set_state(job_id, "CANCELLED by 1234", exit_code=0, signal=15)
         return httpx.Response(204)
-
-    def view(self, request: httpx.Request) -> httpx.Response:
-        params = request.url.params
-        data = self.logs.get(params["path"])
-        if data is None:
-            return httpx.Response(
-                404, json={"errorType": "error", "message": "No such file or directory"}
-            )
-        offset, size = int(params["offset"]), int(params["size"])
-        return httpx.Response(200, json={"output": data[offset : offset + size].decode()})
 
     def set_state(self, job_id: str, state: str, exit_code: int = 0, signal: int = 0) -> None:
         status = self.jobs[job_id]["status"]
@@ -99,10 +106,11 @@ def config_root(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-async def client(
+@contextlib.asynccontextmanager
+async def running_jid(
     tmp_path: Path, config_root: Path, fake: FakeFirecrest
 ) -> AsyncIterator[httpx.AsyncClient]:
+    """A JID over ``fake``; entering it again with the same ``tmp_path`` is a restart."""
     settings = JIDSettings(
         backend="firecrest",
         auth_secret=SECRET,
@@ -130,7 +138,7 @@ async def client(
         router.post(JOBS_URL).mock(side_effect=fake.submit)
         router.get(JOBS_URL).mock(side_effect=fake.listing)
         router.delete(url__regex=rf"{JOBS_URL}/(?P<job_id>\w+)$").mock(side_effect=fake.cancel)
-        router.get(VIEW_URL).mock(side_effect=fake.view)
+        route_files(router, fake.files)
         app = create_app(settings, backend=backend)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
@@ -138,6 +146,14 @@ async def client(
                 c.headers["Authorization"] = "Bearer " + issue_token(SECRET, "alice", ["exp1"], 600)
                 c.app = app  # type: ignore[attr-defined]
                 yield c
+
+
+@pytest.fixture
+async def client(
+    tmp_path: Path, config_root: Path, fake: FakeFirecrest
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_jid(tmp_path, config_root, fake) as c:
+        yield c
 
 
 def control_document(config_root: Path, **changes: Any) -> dict[str, Any]:
@@ -281,7 +297,8 @@ async def test_rejected_submission_is_422_and_nothing_is_kept(
     resp = await client.post(f"{WS}/exp1/start_job", json=doc)
     assert resp.status_code == 422
     assert fake.jobs == {}
-    assert "invalid partition specified" in resp.json()["error"]
+    assert fake.submit_calls == 1  # a refusal is not retried
+    assert "sbatch: error: invalid partition specified: debug" in resp.json()["error"]
     # the same _id can be submitted once FirecREST accepts it
     fake.reject_submissions = False
     resp = await client.post(f"{WS}/exp1/start_job", json=doc)
@@ -327,3 +344,64 @@ async def test_one_listing_per_poll_tick_however_many_clients_ask(
     assert calls >= 1
     # every tick lists all 50 jobs in one call (one tick may be in flight)
     assert calls <= ticks + 1
+
+
+async def test_a_submit_answered_500_after_the_job_was_created_makes_one_job(
+    tmp_path: Path, config_root: Path, fake: FakeFirecrest
+):
+    doc = control_document(config_root)
+    fake.ssh_timeout_after_submit = True
+    async with running_jid(tmp_path, config_root, fake) as client:
+        resp = await client.post(f"{WS}/exp1/start_job", json=doc)
+        assert resp.status_code == 200, resp.text
+        tool_id = resp.json()["value"]["tool_id"]
+        assert list(fake.jobs) == [tool_id]
+        again = await client.post(f"{WS}/exp1/start_job", json=doc)  # the client's retry
+        assert again.json()["value"]["tool_id"] == tool_id
+    async with running_jid(tmp_path, config_root, fake) as client:  # a JID restart
+        resp = await client.post(f"{WS}/exp1/start_job", json=doc)
+        assert resp.json()["value"]["tool_id"] == tool_id
+    assert (len(fake.jobs), fake.submit_calls) == (1, 1)
+
+
+async def finished_job(client: httpx.AsyncClient, fake: FakeFirecrest, config_root: Path,
+                       log: bytes) -> dict[str, Any]:
+    started = (
+        await client.post(f"{WS}/exp1/start_job", json=control_document(config_root))
+    ).json()["value"]
+    (path,) = [p for p in fake.logs if p.endswith(f"_{started['tool_id']}.out")]
+    fake.logs[path] = log
+    fake.set_state(started["tool_id"], "COMPLETED")
+    return await statuses_until(client, started, "DONE")
+
+
+async def job_log_in_chunks(client: httpx.AsyncClient, job: dict[str, Any], limit: int) -> str:
+    parts, offset = [], 0
+    for _ in range(100_000):
+        resp = await client.post(f"{WS}/exp1/job_log",
+                                 json={"job": job, "offset": offset, "limit": limit})
+        assert resp.status_code == 200, resp.text
+        value = resp.json()["value"]
+        parts.append(value["text"])
+        offset = value["next_offset"]
+        if value["complete"]:
+            return "".join(parts)
+    raise AssertionError("job_log never reached complete")
+
+
+NON_ASCII_LOG = "".join(f"Tester: étape {i} — données ✓ 𝛼β\n" for i in range(15)).encode()
+BIG_LOG = "Tester: frame 000123 — peaks 17 ✓\n".encode() * 190_000  # about 6.9 MB
+
+
+@pytest.mark.parametrize(("log", "limits"), [(NON_ASCII_LOG, [7, 64, 1024 * 1024]),
+                                              (BIG_LOG, [1024 * 1024])])
+async def test_logs_of_any_size_read_whole_and_byte_exact_in_chunks(
+    client: httpx.AsyncClient, fake: FakeFirecrest, config_root: Path, log: bytes,
+    limits: list[int],
+):
+    done = await finished_job(client, fake, config_root, log)
+    resp = await client.post(f"{WS}/exp1/job_log_file", json=done)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["value"].encode() == log
+    for limit in limits:
+        assert (await job_log_in_chunks(client, done, limit)).encode() == log
