@@ -4,15 +4,23 @@ Connection fields: ``host``, ``port``, ``schema`` (``http`` or ``https``),
 ``password`` (the JID token); optional extra ``{"base_path": "/jid/ws",
 "timeout": 30}``. A ``host`` that already holds a URL (``https://jid:28000``)
 is accepted too.
+
+One Airflow may serve several sites, each with its JID: a run's
+``ARP_LOCATION`` picks the connection ``jid_<location>`` (lower-cased), and
+``jid_default`` serves the runs of a site without one
+(:func:`conn_id_for_location`).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from lute.airflow.client import DEFAULT_BASE_PATH, JIDClient
 from lute.airflow.hook_fields import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, UI_FIELD_BEHAVIOUR
@@ -59,6 +67,53 @@ def endpoint_from_connection(conn: Any) -> JIDEndpoint:
         timeout=float(extra.get("timeout", 30.0)),
         token=conn.password or None,
     )
+
+
+SITE_CONN_PREFIX = "jid_"
+"""A site's connection id is this prefix and its ``ARP_LOCATION``, lower-cased."""
+_LOCATION = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+
+
+def site_conn_id(location: str) -> str:
+    """The connection id of a site: ``S3DF`` -> ``jid_s3df``.
+
+    ValueError for a location that cannot name a connection.
+    """
+    if not _LOCATION.fullmatch(location):
+        raise ValueError(
+            f"ARP_LOCATION {location!r} cannot name a JID connection: use letters, "
+            "digits, '_', '.' and '-' only"
+        )
+    return SITE_CONN_PREFIX + location.lower()
+
+
+def connection_exists(conn_id: str) -> bool:
+    """True if Airflow knows a connection of that id (secrets backends included)."""
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
+def conn_id_for_location(
+    location: str | None,
+    fallback: str = DEFAULT_CONN_ID,
+    exists: Callable[[str], bool] = connection_exists,
+) -> str:
+    """The JID connection of a run at ``location``: ``jid_<location>`` if defined, else
+    ``fallback``."""
+    if not location:
+        return fallback
+    candidate = site_conn_id(str(location))
+    return candidate if exists(candidate) else fallback
+
+
+def conn_id_for_run(configured: str, location: str | None) -> str:
+    """A step's connection: ``configured`` if it is not ``jid_default``, else the site's."""
+    if configured != DEFAULT_CONN_ID:
+        return configured
+    return conn_id_for_location(location)
 
 
 class JIDHook(BaseHook):

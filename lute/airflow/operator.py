@@ -21,7 +21,6 @@ worker is started just to copy it. See ``docs/airflow.md`` for the figures.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from datetime import timedelta
@@ -33,7 +32,7 @@ from airflow.triggers.base import StartTriggerArgs
 
 from lute.airflow.client import JIDClient, JIDError, JIDUnavailableError, RetryPolicy
 from lute.airflow.control_document import ControlDocumentError, StepIdentity, managed_task_name
-from lute.airflow.hook import JIDEndpoint, JIDHook
+from lute.airflow.hook import JIDEndpoint, JIDHook, conn_id_for_run
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
 from lute.airflow.job_wait import (
     JobForgottenError,
@@ -51,21 +50,16 @@ from lute.airflow.step_conf import (
     is_dry_run,
 )
 from lute.airflow.step_options import StepOptions
+from lute.airflow.step_outcome import failure_message, job_log_text
+from lute.airflow.step_outcome import log_tail as log_tail  # re-exported
 from lute.airflow.trigger import JIDJobTrigger, rendering_text
-
-LOG_TAIL_LINES = 30
-"""How many of the log's last lines a failure message carries."""
+from lute.airflow.trigger_end import EndFromTriggerOption, ending_from_trigger_allowed
 
 DEFAULT_DEFER_AFTER = 1.0
 """Seconds a deferrable step waits in the worker before deferring (see ``defer_after``)."""
 
 
-def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log."""
-    return "\n".join((text or "").rstrip("\n").splitlines()[-lines:])
-
-
-class JIDSlurmOperator(BaseOperator):
+class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
     """Submit a LUTE managed task through the JID and wait for it.
 
     :param max_cores: cap ``--ntasks`` at this (added as ``--ntasks=1`` if absent).
@@ -74,7 +68,8 @@ class JIDSlurmOperator(BaseOperator):
     :param custom_slurm_params: if non-empty, replaces ALL the run's Slurm arguments.
     :param poke_interval: longest single wait on the JID (long-poll timeout), seconds.
     :param deferrable: wait in the triggerer (True) or in the worker (False).
-    :param jid_conn_id: the ``jid`` connection.
+    :param jid_conn_id: the ``jid`` connection; by default the run's site's
+        (``jid_<ARP_LOCATION>``, lower-cased) where one is defined, else ``jid_default``.
     :param user: ``def.run_as_user``; default the account Airflow runs as.
     :param outage_timeout: how long a JID outage may last before the step fails.
     :param start_in_triggerer: start the step in the triggerer (Airflow's
@@ -91,6 +86,8 @@ class JIDSlurmOperator(BaseOperator):
         from the trigger (its log and job id are pushed as XComs with the
         event), without starting a worker to resume the task. Other outcomes
         always resume in the worker, which raises with the log's last lines.
+        Where Airflow has listener plugins (which it refuses with this), the
+        step ends in the worker instead.
     """
 
     ui_color = "#006699"
@@ -131,6 +128,7 @@ class JIDSlurmOperator(BaseOperator):
         self._job: dict[str, Any] | None = None
         self._token: str | None = None
         self._endpoint: JIDEndpoint | None = None
+        self._conn_id: str | None = None
         if start_in_triggerer:
             # Airflow 3 then defers the step as soon as it is scheduled: the
             # trigger builds the document from the run's context and submits it,
@@ -138,7 +136,13 @@ class JIDSlurmOperator(BaseOperator):
             self.start_from_trigger = True
             self.start_trigger_args = StartTriggerArgs(
                 trigger_cls=f"{JIDJobTrigger.__module__}.{JIDJobTrigger.__qualname__}",
-                trigger_kwargs=self._trigger_kwargs(job=None, token=None),
+                # built while the DAG file is parsed: ask only a listener
+                # manager Airflow built already (loading plugins here would
+                # slow every parse)
+                trigger_kwargs=self._trigger_kwargs(
+                    job=None, token=None,
+                    end_from_trigger=end_from_trigger and ending_from_trigger_allowed(load=False),
+                ),
                 next_method="execute_complete",
                 next_kwargs=None,
                 timeout=None,
@@ -170,7 +174,12 @@ class JIDSlurmOperator(BaseOperator):
 
     def _client(self, conf: Mapping[str, Any]) -> JIDClient:
         if self._endpoint is None:
-            self._endpoint = JIDHook(self.jid_conn_id).get_endpoint()
+            try:
+                self._conn_id = conn_id_for_run(self.jid_conn_id, conf.get("ARP_LOCATION"))
+            except ValueError as exc:
+                raise AirflowException(str(exc)) from None
+            self.log.info("JID connection %s", self._conn_id)
+            self._endpoint = JIDHook(self._conn_id).get_endpoint()
         self._token = conf_token(conf) or self._endpoint.token
         return self._endpoint.client(token=self._token)
 
@@ -189,17 +198,20 @@ class JIDSlurmOperator(BaseOperator):
             raise AirflowException(str(exc)) from None
 
     def _trigger_kwargs(
-        self, job: dict[str, Any] | None, token: str | None
+        self, job: dict[str, Any] | None, token: str | None,
+        end_from_trigger: bool | None = None,
     ) -> dict[str, Any]:
         """The trigger's kwargs: wait for ``job``, or (None) submit this step's job first."""
+        if end_from_trigger is None:
+            end_from_trigger = self.end_from_trigger
         return {
             "job": job,
-            "jid_conn_id": self.jid_conn_id,
+            "jid_conn_id": self._conn_id or self.jid_conn_id,
             "token": token,
             "submit": self.options.model_dump() if job is None else None,
             "wait_timeout": poll_seconds(self.poke_interval),
             "outage_timeout": self.outage_timeout,
-            "end_from_trigger": self.end_from_trigger,
+            "end_from_trigger": end_from_trigger,
             "push_return_value": self.do_xcom_push,
         }
 
@@ -340,24 +352,16 @@ class JIDSlurmOperator(BaseOperator):
             return self._finish(client, found[0], context)
 
     def _finish(self, client: JIDClient, job: dict[str, Any], context: Any) -> Any:
-        try:
-            log_text = client.job_log_file(job)
-        except JIDError as exc:
-            log_text = f"(log unavailable: {exc})"
-        log_text = log_text if isinstance(log_text, str) else json.dumps(log_text)
+        log_text = job_log_text(client, job)
         context["ti"].xcom_push(key="log", value=log_text)
-        status = job.get("status")
         self.log.info(
             "job %s of %s ended %s (%s, exit code %s)",
-            job.get("tool_id"), self.lute_task_id, status, job.get("raw_status"),
+            job.get("tool_id"), self.lute_task_id, job.get("status"), job.get("raw_status"),
             job.get("exit_code"),
         )
-        if status != "DONE":
-            raise AirflowException(
-                f"{self.lute_task_id} (job {job.get('tool_id')}) ended {status}"
-                f" ({job.get('raw_status')}, exit code {job.get('exit_code')}). "
-                f"Last lines of its log:\n{log_tail(log_text)}"
-            )
+        failure = failure_message(self.lute_task_id, job, log_text)
+        if failure is not None:
+            raise AirflowException(failure)
         return job.get("tool_id")
 
     def _dry_run(self, client: JIDClient, doc: dict[str, Any], context: Any) -> None:
