@@ -36,6 +36,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -43,10 +44,11 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from lute.airflow.client import AsyncJIDClient, JIDError, JIDUnavailableError, RetryPolicy
 from lute.airflow.control_document import StepIdentity
-from lute.airflow.hook import JIDHook
+from lute.airflow.hook import JIDEndpoint, JIDHook
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
 from lute.airflow.job_wait import followed, has_ended, outage_message
 from lute.airflow.retry_policy import NO_RETRY
+from lute.airflow.shared_wait import WaiterKey, shared_waiter
 from lute.airflow.step_conf import conf_token, is_dry_run
 from lute.airflow.step_options import StepOptions
 
@@ -61,6 +63,12 @@ def rendering_text(task: str, rendering: dict[str, Any]) -> str:
     if rendering.get("script"):
         parts.append("script:\n" + str(rendering["script"]))
     return "\n".join(parts)
+
+
+def _xcom_class() -> Any:
+    from airflow.sdk.execution_time.xcom import XCom
+
+    return XCom
 
 
 def _error(message: str, job: dict[str, Any]) -> TriggerEvent:
@@ -141,20 +149,29 @@ class JIDJobTrigger(BaseTrigger):
         return self.repr(classpath, kwargs)
 
     async def make_client(self, retry: RetryPolicy = NO_RETRY) -> AsyncJIDClient:
-        """The asyncio client of ``run`` and ``on_kill``, for the connection's JID.
+        """The asyncio client of ``run`` and ``on_kill``, for the connection's JID."""
+        return await self._client_of(await self.endpoint(), retry)
+
+    async def endpoint(self) -> JIDEndpoint:
+        """The connection's JID address, with this trigger's token if it carries one.
 
         The connection is read with the hook's async lookup: inside the
         triggerer that asks the supervisor without blocking the event loop.
         """
         endpoint = await JIDHook(self.jid_conn_id).aget_endpoint()
-        return AsyncJIDClient(
-            endpoint.base_url,
-            token=self.token or endpoint.token,
-            base_path=endpoint.base_path,
-            timeout=endpoint.timeout,
-            retry=retry,
-            transport=self.transport,
-        )
+        return replace(endpoint, token=self.token or endpoint.token)
+
+    async def _client_of(
+        self, endpoint: JIDEndpoint, retry: RetryPolicy = NO_RETRY
+    ) -> AsyncJIDClient:
+        def build() -> AsyncJIDClient:
+            return AsyncJIDClient(
+                endpoint.base_url, token=endpoint.token, base_path=endpoint.base_path,
+                timeout=endpoint.timeout, retry=retry, transport=self.transport,
+            )
+
+        # In a thread: httpx builds its SSL context (reading the CA bundle) here.
+        return await asyncio.to_thread(build)
 
     # -- run: submit -> wait -> final event ---------------------------------------
 
@@ -165,10 +182,17 @@ class JIDJobTrigger(BaseTrigger):
     async def _outcome(self) -> TriggerEvent:
         try:
             doc, conf = await self._step_document()
-            client = await self._client_for(doc)
-            async with client:
-                job = doc if self.job else await self._submit(client, doc, conf)
-                job = await self._wait_for_end(client, job)
+            endpoint = await self._endpoint_for(doc)
+            job = doc
+            if not self.job:
+                async with await self._client_of(endpoint) as client:
+                    job = await self._submit(client, doc, conf)
+            # No client of its own while it waits: hundreds of waiting steps
+            # share one (see _wait_for_end).
+            job = await self._wait_for_end(endpoint, job)
+            if not (self.end_from_trigger and job.get("status") == "DONE"):
+                return TriggerEvent({"status": "finished", "job": job})
+            async with await self._client_of(endpoint) as client:
                 return await self._final_event(client, job)
         except _Ended as ended:
             return ended.event
@@ -198,9 +222,9 @@ class JIDJobTrigger(BaseTrigger):
         options = self.submit or StepOptions()
         return options.control_document(conf, ti.task_id, StepIdentity.of(ti)), conf
 
-    async def _client_for(self, doc: dict[str, Any]) -> AsyncJIDClient:
+    async def _endpoint_for(self, doc: dict[str, Any]) -> JIDEndpoint:
         try:
-            return await self.make_client()
+            return await self.endpoint()
         except Exception as exc:
             raise _Ended(_error(f"cannot set up the JID client: {exc}", doc)) from exc
 
@@ -234,15 +258,28 @@ class JIDJobTrigger(BaseTrigger):
                 return TaskSuccessEvent()
         return TriggerEvent({"status": "rendered", "rendering": rendering, "job": doc})
 
-    async def _wait_for_end(self, client: AsyncJIDClient, job: dict[str, Any]) -> dict[str, Any]:
-        """Long-poll until the job has ended, riding out JID outages."""
-        policy = RetryPolicy.outage(self.outage_timeout, self.initial_backoff, self.max_backoff)
-        waiting = client.with_retry(policy, log=self.log)
+    async def _wait_for_end(self, endpoint: JIDEndpoint, job: dict[str, Any]) -> dict[str, Any]:
+        """Wait until the job has ended, riding out JID outages.
+
+        Through the waiter this process shares for the JID (one ``/wait`` for
+        every step waiting on it), not a long-poll of its own.
+        """
+        key = WaiterKey.of(endpoint.base_url, endpoint.base_path, endpoint.token, self.transport)
+        waiter = shared_waiter(key, lambda: AsyncJIDClient(
+            endpoint.base_url, token=endpoint.token, base_path=endpoint.base_path,
+            timeout=endpoint.timeout, transport=self.transport,
+        ))
         while not has_ended(job):
             since = time.monotonic()
             try:
-                fresh = await waiting.wait([job], timeout=self.wait_timeout)
-                job = self._current = followed(job, fresh, self.log)
+                fresh = await waiter.next_change(
+                    job,
+                    wait_timeout=self.wait_timeout,
+                    outage_timeout=self.outage_timeout,
+                    initial_backoff=self.initial_backoff,
+                    max_backoff=self.max_backoff,
+                )
+                job = self._current = followed(job, [fresh], self.log)
             except JIDUnavailableError as exc:
                 raise _Ended(_error(outage_message(exc, since), job)) from exc
             except JIDError as exc:  # refused, or JobForgottenError
@@ -295,13 +332,12 @@ class JIDJobTrigger(BaseTrigger):
         if ti is None or not getattr(ti, "run_id", None):
             return False
         try:
-            from airflow.sdk.execution_time.xcom import XCom
-
+            # Imported in a thread: the first import resolves the XCom backend.
+            xcom = await asyncio.to_thread(_xcom_class)
             for key, value in xcoms.items():
-                # In a thread: the Task SDK's comms then relay it through the
-                # triggerer's event loop instead of blocking it.
-                await asyncio.to_thread(
-                    XCom.set,
+                # The asyncio push: the request goes through the Task SDK's comms on
+                # this loop, and no thread waits on the supervisor's answer.
+                await xcom.aset(
                     key,
                     value,
                     dag_id=ti.dag_id,
