@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -21,29 +22,16 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from jid_service.identity_provider import IdentityProviderConfig
+from jid_service.slurm_options import DEFAULT_SLURM_OPTIONS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The source tree this package lives in (the launcher and example configs sit there)."""
 
 DEFAULT_SETTINGS_FILE = REPO_ROOT / "config" / "jid.yaml"
 
-DEFAULT_SLURM_OPTIONS: tuple[str, ...] = (
-    "partition",
-    "account",
-    "ntasks",
-    "nodes",
-    "cpus-per-task",
-    "mem",
-    "time",
-    "qos",
-    "reservation",
-    "constraint",
-    "gres",
-    "exclusive",
-)
-
 _PATH_FIELDS = ("db_url", "allowed_config_roots", "launcher", "state_dir", "log_dir",
-                "firecrest_launcher", "auth_secret_file")
+                "firecrest_launcher", "auth_secret_file", "kerberos_cache_roots")
+_PATH_LIST_FIELDS = ("allowed_config_roots", "kerberos_cache_roots")
 
 _settings_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "jid_settings_file", default=None
@@ -91,7 +79,7 @@ class _YamlSource(PydanticBaseSettingsSource):
                 continue
             if key == "db_url":
                 data[key] = _resolve_sqlite_url(str(data[key]), base)
-            elif key == "allowed_config_roots":
+            elif key in _PATH_LIST_FIELDS:
                 data[key] = [str(base / Path(p).expanduser()) for p in data[key]]
             else:
                 data[key] = str(base / Path(str(data[key])).expanduser())
@@ -147,7 +135,18 @@ class JIDSettings(BaseSettings):
             "path of the site); the JID always runs its own `launcher`"
         ),
     )
-    slurm_allowed_options: list[str] = Field(default_factory=lambda: list(DEFAULT_SLURM_OPTIONS))
+    slurm_allowed_options: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SLURM_OPTIONS),
+        description="long names of the Slurm options callers may give (jid_service.slurm_options)",
+    )
+    slurm_option_patterns: dict[str, str] = Field(
+        default_factory=dict,
+        description="a site's value shapes (full-match regex, ASCII) by option name",
+    )
+    kerberos_cache_roots: list[Path] = Field(
+        default_factory=list,
+        description="directories under which a Kerberos cache forwarded with -K may lie",
+    )
     slurm_unknown_grace: float = Field(
         default=600.0, ge=0,
         description=(
@@ -193,6 +192,18 @@ class JIDSettings(BaseSettings):
     @classmethod
     def _strip_dashes(cls, value: list[str]) -> list[str]:
         return [opt.lstrip("-") for opt in value]
+
+    @field_validator("slurm_option_patterns")
+    @classmethod
+    def _compile_patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        checked = {}
+        for name, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"slurm_option_patterns[{name!r}]: {err}") from None
+            checked[name.lstrip("-")] = pattern
+        return checked
 
     @classmethod
     def settings_customise_sources(

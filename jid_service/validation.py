@@ -4,11 +4,15 @@ Nothing caller-supplied is ever run through a shell: ``def.parameters`` is split
 with :func:`shlex.split` into argv tokens and every token is checked against a
 closed grammar::
 
-    --taskname NAME --config PATH [--debug] [--OPTION=VALUE | --OPTION VALUE | --exclusive]...
+    --taskname NAME --config PATH [--debug] [-K CACHE]
+        [--OPTION=VALUE | --OPTION VALUE | -X VALUE | -XVALUE | --FLAG]...
 
 ``def.executable`` must be the configured launcher (the JID runs its own copy
-anyway). Each Slurm option may be given once; value shapes are ASCII only; a
-path with a control character is refused before it reaches the filesystem.
+anyway). Slurm options come from :mod:`jid_service.slurm_options`: short forms
+are rewritten to long ones, each option may be given once, value shapes are
+ASCII only. ``-K`` (``--KERB``) is LUTE's Kerberos cache, checked by
+:mod:`jid_service.kerberos_cache`. A path with a control character is refused
+before it reaches the filesystem.
 Any violation raises :class:`InvalidRequestError` naming the argument.
 """
 
@@ -17,38 +21,35 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 from jid_service.backends.base import SubmitSpec
 from jid_service.errors import InvalidRequestError
+from jid_service.kerberos_cache import check_kerberos_cache
 from jid_service.models import ControlDocument
 from jid_service.settings import JIDSettings
+from jid_service.slurm_options import (
+    EXCLUSIVE_VALUES,
+    JID_OWNED_OPTIONS,
+    LONG_NAME_OF_SHORT,
+    is_flag,
+    value_pattern,
+)
 from lute.managed_tasks import managed_task_names
 
 LAUNCHER_NAME = "submit_slurm.sh"
 
-_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
-# [0-9], never \d: \d also matches other scripts' digits ("1٣"), which would reach sbatch
-_TIME = r"([0-9]+-[0-9]{1,2}(:[0-9]{1,2}){0,2}|[0-9]+(:[0-9]{1,2}){0,2})"
-OPTION_VALUE_PATTERNS: dict[str, str | None] = {
-    "partition": rf"{_NAME}(,{_NAME})*",
-    "account": r"[A-Za-z0-9_][A-Za-z0-9_.:-]*",
-    "ntasks": r"[1-9][0-9]{0,6}",
-    "cpus-per-task": r"[1-9][0-9]{0,4}",
-    "nodes": r"[0-9]{1,6}(-[0-9]{1,6})?",
-    "mem": r"[1-9][0-9]{0,9}[KMGT]?",
-    "time": _TIME,
-    "qos": _NAME,
-    "reservation": _NAME,
-    "constraint": r"[A-Za-z0-9_.,&|\[\]:*!()-]+",
-    "gres": r"[A-Za-z0-9_][A-Za-z0-9_.:,-]*",
-    "exclusive": None,  # a flag; "=user"/"=mcs"/"=topo" accepted below
-}
-"""Allowed value shapes (full match, ASCII only). ``None``: the option takes no value."""
+@dataclass(frozen=True)
+class Parameters:
+    """``def.parameters`` once checked."""
 
-_GENERIC_VALUE = r"[A-Za-z0-9_.,:@/+-]+"
-_OPTION_NAME = r"[a-z][a-z0-9-]*"
-_EXCLUSIVE_VALUES = ("user", "mcs", "topo")
+    taskname: str
+    config: Path
+    debug: bool = False
+    slurm_args: tuple[str, ...] = ()
+    kerberos_cache: str | None = None
+    """The job's ``KRB5CCNAME`` (``FILE:<path>``) from ``-K``, or None."""
 
 
 def known_task_names() -> frozenset[str]:
@@ -124,20 +125,34 @@ def check_config_path(raw: str, settings: JIDSettings) -> Path:
     raise _reject(f"--config {raw!r} is not under an allowed config root")
 
 
+_OPTION_NAME = re.compile(r"[a-z][a-z0-9-]*")
+
+
+def _refuse_jid_owned(name: str) -> None:
+    if name in JID_OWNED_OPTIONS:
+        raise _reject(f"Slurm option --{name} is set by the JID and may not be given")
+
+
 def _slurm_option(name: str, value: str | None, settings: JIDSettings) -> str:
-    """Check one Slurm option; return its normalized ``--name[=value]`` form."""
+    """Check one Slurm option (long name); return its normalized ``--name[=value]`` form."""
+    _refuse_jid_owned(name)
     if name not in settings.slurm_allowed_options:
         raise _reject(f"Slurm option --{name} is not allowed")
-    pattern = OPTION_VALUE_PATTERNS.get(name, _GENERIC_VALUE)
-    if name == "exclusive":
+    patterns = settings.slurm_option_patterns
+    if name == "exclusive" and name not in patterns:
         if value is None:
             return "--exclusive"
-        if value in _EXCLUSIVE_VALUES:
+        if value in EXCLUSIVE_VALUES:
             return f"--exclusive={value}"
         raise _reject(f"Slurm option --exclusive: bad value {value!r}")
+    pattern = value_pattern(name, patterns)
+    if pattern is None:
+        if value is not None:
+            raise _reject(f"Slurm option --{name} takes no value")
+        return f"--{name}"
     if value is None or value == "":
         raise _reject(f"Slurm option --{name} needs a value")
-    if pattern is None or not re.fullmatch(pattern, value, re.ASCII):
+    if not re.fullmatch(pattern, value, re.ASCII):
         raise _reject(f"Slurm option --{name}: bad value {value!r}")
     if name == "nodes":
         low, _, high = value.partition("-")
@@ -153,69 +168,137 @@ def _slurm_option(name: str, value: str | None, settings: JIDSettings) -> str:
     return f"--{name}={value}"
 
 
-def parse_parameters(
-    parameters: str, settings: JIDSettings
-) -> tuple[str, Path, bool, tuple[str, ...]]:
-    """Split and check ``def.parameters``: (taskname, config path, debug, Slurm args)."""
+class _Tokens:
+    """The argv tokens of ``def.parameters``, read left to right."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        self.tokens = tokens
+        self.i = 0
+
+    def __bool__(self) -> bool:
+        return self.i < len(self.tokens)
+
+    def take(self) -> str:
+        token = self.tokens[self.i]
+        self.i += 1
+        return token
+
+    def peek(self) -> str | None:
+        return self.tokens[self.i] if self else None
+
+    def value_for(self, what: str) -> str:
+        if not self:
+            raise _reject(f"{what} needs a value")
+        return self.take()
+
+
+def _long_option(arg: str, tokens: _Tokens, settings: JIDSettings) -> tuple[str, str | None]:
+    """``--name[=value]`` (the value maybe the next token): the long name and its value."""
+    name, eq, inline = arg[2:].partition("=")
+    if not _OPTION_NAME.fullmatch(name):
+        raise _reject(f"def.parameters: unexpected argument {arg!r}")
+    _refuse_jid_owned(name)
+    if eq:
+        return name, inline
+    following = tokens.peek()
+    if (
+        not is_flag(name, settings.slurm_option_patterns)
+        and following is not None
+        and not following.startswith("--")
+    ):
+        return name, tokens.take()
+    return name, None
+
+
+def _short_option(arg: str, tokens: _Tokens, settings: JIDSettings) -> tuple[str, str | None]:
+    """sbatch's ``-X value`` or ``-Xvalue``: the long name and its value."""
+    name = LONG_NAME_OF_SHORT.get(arg[1:2])
+    if name is None:
+        raise _reject(f"def.parameters: unexpected argument {arg!r}")
+    _refuse_jid_owned(name)
+    attached = arg[2:]
+    if is_flag(name, settings.slurm_option_patterns):
+        if attached:
+            raise _reject(f"def.parameters: unexpected argument {arg!r}")
+        return name, None
+    if attached:
+        return name, attached
+    if not tokens:
+        raise _reject(f"Slurm option {arg} (--{name}) needs a value")
+    return name, tokens.take()
+
+
+def read_parameters(parameters: str, settings: JIDSettings) -> Parameters:
+    """Split and check ``def.parameters`` into :class:`Parameters`."""
     try:
-        tokens = shlex.split(parameters)
+        tokens = _Tokens(shlex.split(parameters))
     except ValueError as err:
         raise _reject(f"def.parameters cannot be parsed: {err}") from None
     taskname: str | None = None
     config: str | None = None
+    kerberos: str | None = None
     debug = False
     slurm: list[str] = []
     slurm_names: set[str] = set()
-    i = 0
-    while i < len(tokens):
-        arg = tokens[i]
-        if not arg.startswith("--") or arg == "--":
-            raise _reject(f"def.parameters: unexpected argument {arg!r}")
-        name, eq, inline = arg[2:].partition("=")
-        value: str | None = inline if eq else None
-        if name in ("taskname", "config"):
-            if value is None:
-                if i + 1 >= len(tokens):
-                    raise _reject(f"--{name} needs a value")
-                value = tokens[i + 1]
-                i += 1
-            if name == "taskname":
+    while tokens:
+        arg = tokens.take()
+        flag, eq, inline = arg.partition("=")
+        if flag in ("--taskname", "--config", "--KERB") or arg == "-K":
+            value = inline if eq else tokens.value_for(flag)
+            if flag == "--taskname":
                 if taskname is not None:
                     raise _reject("--taskname given twice")
                 taskname = value
-            else:
+            elif flag == "--config":
                 if config is not None:
                     raise _reject("--config given twice")
                 config = value
-        elif name == "debug":
-            if value is not None:
-                raise _reject("--debug takes no value")
+            else:
+                if kerberos is not None:
+                    raise _reject("-K (the Kerberos cache) given twice")
+                kerberos = value
+            continue
+        if arg == "--debug":
             debug = True
+            continue
+        if flag == "--debug":
+            raise _reject("--debug takes no value")
+        if arg.startswith("--") and arg != "--":
+            name, value = _long_option(arg, tokens, settings)
+        elif arg.startswith("-") and len(arg) > 1 and arg[1] != "-":
+            name, value = _short_option(arg, tokens, settings)
         else:
-            if not re.fullmatch(_OPTION_NAME, name, re.ASCII):
-                raise _reject(f"def.parameters: unexpected argument {arg!r}")
-            if (
-                value is None
-                and name != "exclusive"
-                and i + 1 < len(tokens)
-                and not tokens[i + 1].startswith("--")
-            ):
-                value = tokens[i + 1]
-                i += 1
-            option = _slurm_option(name, value, settings)
-            if name in slurm_names:
-                # sbatch would silently take the last one: which the caller meant is unknown
-                raise _reject(f"Slurm option --{name} given twice")
-            slurm_names.add(name)
-            slurm.append(option)
-        i += 1
+            raise _reject(f"def.parameters: unexpected argument {arg!r}")
+        option = _slurm_option(name, value, settings)
+        if name in slurm_names:
+            # sbatch would silently take the last one: which the caller meant is unknown
+            raise _reject(f"Slurm option --{name} given twice")
+        slurm_names.add(name)
+        slurm.append(option)
     if taskname is None:
         raise _reject("--taskname is required in def.parameters")
     if taskname not in known_task_names():
         raise _reject(f"--taskname {taskname!r} is not a known managed task")
     if config is None:
         raise _reject("--config is required in def.parameters")
-    return taskname, check_config_path(config, settings), debug, tuple(slurm)
+    return Parameters(
+        taskname=taskname,
+        config=check_config_path(config, settings),
+        debug=debug,
+        slurm_args=tuple(slurm),
+        kerberos_cache=(
+            check_kerberos_cache(kerberos, settings.kerberos_cache_roots)
+            if kerberos is not None else None
+        ),
+    )
+
+
+def parse_parameters(
+    parameters: str, settings: JIDSettings
+) -> tuple[str, Path, bool, tuple[str, ...]]:
+    """``def.parameters`` checked: (taskname, config path, debug, Slurm args)."""
+    checked = read_parameters(parameters, settings)
+    return checked.taskname, checked.config, checked.debug, checked.slurm_args
 
 
 def check_document_experiment(doc: ControlDocument, experiment: str) -> None:
@@ -232,14 +315,15 @@ def submit_spec(
     """Validate ``doc`` (posted under ``experiment`` by ``user``) into a SubmitSpec."""
     check_document_experiment(doc, experiment)
     check_executable(doc.definition.executable, settings)
-    taskname, config, debug, slurm_args = parse_parameters(doc.definition.parameters, settings)
+    checked = read_parameters(doc.definition.parameters, settings)
     return SubmitSpec(
         job_key=doc.id,
         experiment=doc.experiment,
         run=str(doc.run_num),
         user=doc.definition.run_as_user or user,
-        taskname=taskname,
-        config_path=config,
-        debug=debug,
-        slurm_args=slurm_args,
+        taskname=checked.taskname,
+        config_path=checked.config,
+        debug=checked.debug,
+        slurm_args=checked.slurm_args,
+        kerberos_cache=checked.kerberos_cache,
     )

@@ -125,6 +125,8 @@ class LocalBackend(Backend):
         job_dir.mkdir(parents=True)
         log_path = log_path_for(self.root / "logs", spec, log_date(), tool_id)
         env = {"EXPERIMENT": spec.experiment, "RUN_NUM": spec.run, "LUTE_JOB_ID": tool_id}
+        if spec.kerberos_cache is not None:
+            env["KRB5CCNAME"] = spec.kerberos_cache
         record = {"argv": self.task_argv(spec), "env": env, "log_path": str(log_path),
                   "job_key": spec.job_key, "submitted_at": time.time()}
         tmp = job_dir / "spec.json.tmp"

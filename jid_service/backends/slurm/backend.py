@@ -160,6 +160,8 @@ class SlurmBackend(Backend):
         """The launcher argv for ``spec`` (what :meth:`render` shows and :meth:`submit` runs)."""
         argv = [str(self.launcher), *spec.run_task_args()]
         argv += ["-e", spec.experiment, "-r", spec.run]
+        if spec.kerberos_cache is not None:
+            argv += ["-K", spec.kerberos_cache]  # submit_slurm.sh exports it as KRB5CCNAME
         argv += list(spec.slurm_args)
         argv.append(f"--comment={job_tag(spec.job_key)}")
         return argv

@@ -65,7 +65,7 @@ def test_allowed_parameters(settings: JIDSettings, config_root: Path, extra: str
     [
         ("--output=/tmp/x", "--output"),
         ("--wrap=rm", "--wrap"),
-        ("-p debug", "'-p'"),
+        ("-Z debug", "'-Z'"),  # no such short form
         ("--partition", "--partition needs a value"),
         ("--partition=", "--partition needs a value"),
         ("--partition=deb;ug", "--partition"),
