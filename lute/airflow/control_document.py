@@ -11,6 +11,7 @@ when the node is busy.
 from __future__ import annotations
 
 import re
+import shlex
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,22 @@ def slurm_params_of(conf: Mapping[str, Any]) -> str:
     )
 
 
+def kerberos_cache_of(conf: Mapping[str, Any]) -> str | None:
+    """``conf["kerb_file"]``: the Kerberos cache the launcher copied for this run, or None.
+
+    LUTE's launcher always sends the key (None without a cache); its operator
+    then adds ``-K <kerb_file>`` after the task's own arguments.
+    """
+    raw = conf.get("kerb_file")
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise ControlDocumentError(
+            f"dag_run.conf['kerb_file'] must be a path, not {type(raw).__name__}"
+        )
+    return raw
+
+
 def step_uuid(dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1,
               kind: str = "job") -> str:
     """A stable id of one try of one step (``kind`` separates job, def and def_id)."""
@@ -157,7 +174,7 @@ def build_control_document(
 
     ``conf`` is the DAG run's conf (``lute_params``, ``slurm_params``,
     ``experiment``, ``run_id``, ``ARP_ROOT_JOB_ID``, ``ARP_LOCATION``, ``user``,
-    ``lute_location``). ``custom_slurm_params``, when non-empty, replaces the
+    ``lute_location``, ``kerb_file``). ``custom_slurm_params``, when non-empty, replaces the
     run's Slurm arguments and skips the caps, as in LUTE.
     """
     lute_params = conf.get("lute_params") or {}
@@ -172,6 +189,10 @@ def build_control_document(
     lute_param_str = f"--taskname {name} --config {config_path}"
     if lute_params.get("debug"):
         lute_param_str += " --debug"
+    kerb_file = kerberos_cache_of(conf)
+    if kerb_file is not None:
+        # quoted: the JID splits parameters with shlex, a space must not split the path
+        lute_param_str += f" -K {shlex.quote(kerb_file)}"
 
     if custom_slurm_params:
         slurm_param_str = custom_slurm_params

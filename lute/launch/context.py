@@ -81,11 +81,13 @@ def build_conf(
     user: str,
     now: dt.datetime,
     authorization: str | None = None,
+    kerb_file: str | None = None,
 ) -> dict[str, Any]:
     """The DAG run's ``conf`` (LUTE-compatible keys).
 
     ``Authorization`` is ``authorization`` (see :mod:`lute.launch.conf_token`),
-    left out when None.
+    left out when None. ``kerb_file`` is the launch's copy of the Kerberos
+    cache (:mod:`lute.launch.kerberos`), None without one, as LUTE sends it.
     """
     conf = {
         "experiment": ctx.experiment,
@@ -99,6 +101,7 @@ def build_conf(
         "user": user,
         # LUTE's operator builds def.executable as <lute_location>/launch_scripts/...
         "lute_location": str(LUTE_LOCATION),
+        "kerb_file": kerb_file,
         "lute_params": {
             "config_file": str(Path(args.config).absolute()),
             "debug": bool(args.debug),

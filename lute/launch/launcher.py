@@ -16,6 +16,10 @@ Slurm argument passed on to each managed task. A launch goes through five steps:
    once, each job's log streamed from the JID with the task name on each line;
 5. summarise: a table of the tasks, and the exit code.
 
+With ``KRB5CCNAME`` set, the run carries a private copy of that Kerberos
+cache in ``conf["kerb_file"]`` (:mod:`lute.launch.kerberos`), removed when
+the run ends, as LUTE's launcher does.
+
 Exit codes (:mod:`lute.launch.exits`): 0 the run succeeded, 1 it failed (or the
 launcher was stopped by SIGTERM/SIGINT, after marking the run failed), 2 bad
 arguments or config, 3 Airflow or the JID unreachable or refusing the credentials.
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from lute.airflow.client import JIDAuthError, JIDError, JIDUnavailableError
+from lute.airflow.client import JIDAuthError, JIDClient, JIDError, JIDUnavailableError
 from lute.airflow.workflow_defn import (
     WorkflowDefinition,
     WorkflowDefinitionError,
@@ -61,6 +65,7 @@ from lute.launch.exits import (
     LaunchInterruptedError,
 )
 from lute.launch.follower import TERMINAL_RUN_STATES, Follower
+from lute.launch.kerberos import CacheCopy, copy_cache
 from lute.launch.output import Output
 from lute.launch.preflight import (
     check_config,
@@ -213,6 +218,25 @@ def launch(
     check_config(inputs.args.config, managed, inputs.ctx, env, out)
 
     _ready_dag(airflow, inputs, out)
+    cache = copy_cache(env)
+    try:
+        return _run(airflow, jid, inputs, cache, out, on_triggered)
+    finally:
+        if cache is not None:
+            cache.remove()
+
+
+def _run(
+    airflow: AirflowClient,
+    jid: JIDClient | None,
+    inputs: LaunchInputs,
+    cache: CacheCopy | None,
+    out: Output,
+    on_triggered: Callable[[str, str], None] | None,
+) -> int:
+    """Trigger the run with its conf, follow it, summarise it: the exit code."""
+    if cache is not None:
+        out.info(f"Kerberos cache copied for this run to {cache.path}")
     conf = build_conf(
         inputs.args,
         inputs.ctx,
@@ -221,6 +245,7 @@ def launch(
         user=getpass.getuser(),
         now=dt.datetime.now(dt.UTC),
         authorization=conf_authorization(airflow, jid, inputs.ctx, out),
+        kerb_file=cache.kerb_file if cache is not None else None,
     )
     run_id = f"lute_{uuid.uuid4()}"
     follower = Follower(airflow, jid, inputs.dag_id, run_id, inputs.ctx, out)

@@ -106,7 +106,8 @@ def test_conf_has_the_design_keys(tmp_path):
         "Authorization": "Bearer run-scoped",
         "user": "alice",
         "lute_location": str(LUTE_LOCATION),
-        "lute_params": {"config_file": str(cfg), "debug": True},
+        "kerb_file": None,  # no KRB5CCNAME: LUTE sends the key as None
+            "lute_params": {"config_file": str(cfg), "debug": True},
         "slurm_params": ["--ntasks=3"],
         "dryrun": True,
         "workflow": {},
