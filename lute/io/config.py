@@ -1,7 +1,7 @@
 """Task configuration files: two YAML documents, a header and Task parameters.
 
-Substitutions, resolved before validation (LUTE-compatible, but strict: a
-reference that cannot be resolved is an error naming the file, Task and key):
+Substitutions, resolved before validation (LUTE-compatible; a reference that
+cannot be resolved is an error naming the file, Task and key where it matters):
 
 * ``{{ $NAME }}``: the environment variable NAME;
 * ``{{ key }}``: a header key (``experiment``, ``run``, ...), else a parameter
@@ -12,6 +12,17 @@ reference that cannot be resolved is an error naming the file, Task and key):
 A string that is exactly one reference keeps the referenced value's type;
 otherwise the reference is formatted into the string. Lists and nested
 mappings are walked.
+
+Where an unresolved reference is an error, as LUTE would have it run:
+
+* ``{{ $RUN }}`` with ``RUN`` unset takes the run from ``$RUN_NUM`` (the ARP
+  sets ``RUN_NUM=<run>_<time>``, never ``RUN``);
+* in the header's ``experiment`` or ``run``, it is a warning
+  (:class:`ConfigWarning`) and the key falls back to ``$EXPERIMENT`` /
+  ``$RUN_NUM`` as if it were not set; elsewhere in the header, an error;
+* in a Task section, it is a warning when the file is loaded and an error
+  when that Task's parameters are read (``config.tasks[name]``): a Task that
+  is not run, and whose parameters no run Task refers to, fails nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +68,43 @@ class ConfigError(Exception):
         return f"{': '.join(where)}: {self.message}"
 
 
+class ConfigWarning(UserWarning):
+    """A reference left unresolved where the file can still be used."""
+
+
+_ENV_FALLBACKS = {"RUN": "RUN_NUM"}
+"""``$RUN`` unset: the run is the part of ``$RUN_NUM`` before ``_`` (the ARP's form)."""
+
+_HEADER_ENV_KEYS = {"experiment": "$EXPERIMENT", "run": "$RUN_NUM"}
+
+
+class TaskSections(dict[str, dict[str, Any]]):
+    """Every Task's substituted parameters; a Task whose references failed raises on access.
+
+    ``name in sections`` is true for every Task of the file; reading an
+    unresolved Task's parameters (``sections[name]``, ``sections.get(name)``)
+    raises its :class:`ConfigError`.
+    """
+
+    def __init__(self, resolved: dict[str, dict[str, Any]], errors: dict[str, ConfigError]):
+        super().__init__(resolved)
+        self.errors = errors
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.errors or super().__contains__(name)
+
+    def __getitem__(self, name: str) -> dict[str, Any]:
+        if name in self.errors:
+            raise self.errors[name]
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        """The Task's parameters, ``default`` if the file has none; raises if unresolved."""
+        if name in self.errors:
+            raise self.errors[name]
+        return super().get(name, default)
+
+
 class Header(BaseModel):
     """The first YAML document, after substitution and environment fallbacks."""
 
@@ -77,6 +126,7 @@ class TaskConfig:
     path: Path
     header: Header
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """A :class:`TaskSections` when loaded by :func:`load_config`."""
 
     @property
     def work_dir(self) -> Path:
@@ -117,8 +167,17 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> T
     header_values = resolver.resolve_header()
     header = _build_header(path, header_values, env)
     resolver.header = header.model_dump(mode="json")
-    resolved = {name: resolver.resolve_task(name) for name in tasks}
-    return TaskConfig(path=path, header=header, tasks=resolved)
+    resolved: dict[str, dict[str, Any]] = {}
+    errors: dict[str, ConfigError] = {}
+    for name in tasks:
+        try:
+            resolved[name] = resolver.resolve_task(name)
+        except ConfigError as exc:
+            errors[name] = exc
+            warnings.warn(
+                f"{exc} (Task {name} cannot run with this file)", ConfigWarning, stacklevel=2
+            )
+    return TaskConfig(path=path, header=header, tasks=TaskSections(resolved, errors))
 
 
 def _build_header(path: Path, values: dict[str, Any], env: Mapping[str, str]) -> Header:
@@ -187,7 +246,19 @@ class _Resolver:
 
     # -- entry points
     def resolve_header(self) -> dict[str, Any]:
-        return {k: self._value(v, HEADER_KEY, str(k)) for k, v in self.raw_header.items()}
+        values: dict[str, Any] = {}
+        for k, v in self.raw_header.items():
+            try:
+                values[k] = self._value(v, HEADER_KEY, str(k))
+            except ConfigError as exc:
+                if str(k) not in _HEADER_ENV_KEYS:
+                    raise
+                # LUTE warns and runs: the key falls back to the ARP's variable
+                warnings.warn(
+                    f"{exc}; using {_HEADER_ENV_KEYS[str(k)]}", ConfigWarning, stacklevel=3
+                )
+                values[k] = None
+        return values
 
     def resolve_task(self, task: str) -> dict[str, Any]:
         return {k: self._value(v, task, str(k)) for k, v in self.tasks[task].items()}
@@ -230,9 +301,12 @@ class _Resolver:
     def _lookup(self, name: str, task: str, key: str) -> Any:
         if name.startswith("$"):
             var = name[1:]
-            if var not in self.env:
-                raise _UnresolvedError(f"environment variable {var} is not set")
-            return self.env[var]
+            if var in self.env:
+                return self.env[var]
+            fallback = _ENV_FALLBACKS.get(var)
+            if fallback and self.env.get(fallback):
+                return self.env[fallback].split("_", 1)[0]
+            raise _UnresolvedError(f"environment variable {var} is not set")
         parts = name.split(".")
         if len(parts) == 1 and parts[0] in self._header_keys():
             return self._header_value(parts[0], task, key)

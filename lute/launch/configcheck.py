@@ -56,6 +56,11 @@ def check_task_config(
             raise ConfigCheckError(f"the workflow uses an unknown managed task {name!r}") from None
         if task not in config.tasks:
             missing.append(f"{task} (for {name})")
+            continue
+        try:
+            config.tasks[task]  # a reference of a Task that will run must resolve
+        except ConfigError as exc:
+            raise ConfigCheckError(str(exc)) from None
     if missing:
         raise ConfigCheckError(
             f"{path}: no section for Task(s) {', '.join(missing)}; "
