@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# submit_launch_airflow.sh [launch_airflow.py arguments] [--partition=P] [--account=A] [slurm args]
+# submit_launch_airflow.sh [PATH/launch_airflow.py] [launch_airflow.py arguments]
+#                          [--partition=P] [--account=A] [slurm args]
 #
 # What the eLog/ARP runs: submit launch_airflow.py as a one-task Slurm job and
-# return at once (the eLog allows 30 s). --partition/--account place the
+# return at once (the eLog allows 30 s). LUTE's eLog definitions name the
+# launcher first (".../lute/launch_scripts/launch_airflow.py -c ... -w ..."):
+# a first argument whose file name is launch_airflow.py, wherever it lives,
+# is taken as that command and replaced by this install's launcher. --partition/--account place the
 # launcher's own job and are also passed on (as Slurm arguments for every
 # managed task), as LUTE does. Every other argument goes to launch_airflow.py
 # unchanged; nothing goes through a shell string.
@@ -20,6 +24,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PARTITION=""
 ACCOUNT=""
 POS=()
+if [[ $# -gt 0 && $(basename -- "$1") == launch_airflow.py ]]; then
+    shift  # LUTE's form: the launcher's path comes first; ours runs instead
+fi
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --partition=*) PARTITION="${1#*=}"; shift ;;

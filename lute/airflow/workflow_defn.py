@@ -8,6 +8,14 @@ A definition is LUTE's tree of steps::
       - task_name: BinaryTester
         next: []
 
+LUTE's engine-neutral files (``workflows/common/*.dag``) are read too: the
+document may carry the ``!LUTE_DAG`` tag, and every step may say
+``run_dependent: true|false``. Here each launch is for one run and every step
+runs once per launch whatever it says, as in LUTE's own engines; the key is
+checked (a boolean) and otherwise has no effect, so it is not part of a
+definition's content hash. Other tags (LUTE's trigger rules, branches, run
+types, parameter sweeps) are refused by name.
+
 Unlike LUTE, which keeps the one user workflow in a global Airflow Variable
 (two launches at once race on it), each distinct definition is stored as its
 own file named by its content hash, and the DAG factory
@@ -56,6 +64,10 @@ class WorkflowStep(BaseModel):
         description="if non-empty, replaces ALL the run's Slurm arguments for this step",
     )
     next: tuple[WorkflowStep, ...] = Field(default=(), description="steps run after this one")
+    run_dependent: bool = Field(
+        default=True,
+        description="LUTE's flag; accepted and checked, no effect (one run per launch)",
+    )
 
     @field_validator("task_name")
     @classmethod
@@ -145,10 +157,41 @@ class WorkflowDefinition(BaseModel):
         return list(seen)
 
 
+LUTE_DAG_TAG = "!LUTE_DAG"
+"""The tag of LUTE's engine-neutral workflow files."""
+
+
+class _UnsupportedTagError(yaml.YAMLError):
+    pass
+
+
+class _DefinitionLoader(yaml.SafeLoader):
+    """Safe YAML plus LUTE's ``!LUTE_DAG`` tag; any other tag is named and refused."""
+
+
+def _lute_dag(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    raise _UnsupportedTagError(f"{LUTE_DAG_TAG} must tag a mapping (task_name, next)")
+
+
+def _other_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> object:
+    raise _UnsupportedTagError(
+        f"the tag !{suffix} (line {node.start_mark.line + 1}) is not supported: "
+        f"only {LUTE_DAG_TAG} is"
+    )
+
+
+_DefinitionLoader.add_constructor(LUTE_DAG_TAG, _lute_dag)
+_DefinitionLoader.add_multi_constructor("!", _other_tag)
+
+
 def parse_definition(text: str, source: str = "<string>") -> WorkflowDefinition:
     """Parse a definition from YAML (or JSON) text; errors name ``source``."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_DefinitionLoader)  # noqa: S506 - a SafeLoader subclass
+    except _UnsupportedTagError as exc:
+        raise WorkflowDefinitionError(f"{source}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise WorkflowDefinitionError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

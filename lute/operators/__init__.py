@@ -1,0 +1,1 @@
+"""LUTE's import path of its Airflow operators (``lute.operators.jidoperators``)."""
