@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from jid_service.backends.base import BackendError, BackendUnavailable
+from jid_service.backends.base import BackendError, BackendUnavailable, SubmissionRejected
 from jid_service.errors import (
     ConflictError,
     ForbiddenError,
@@ -117,6 +117,9 @@ REFUSALS: dict[type[Exception], Refusal] = {
     RequestValidationError: Refusal(422, describe_validation, narrower=_malformed_body),
     UnavailableError: Refusal(503),
     OverloadedError: Refusal(503),
+    # the scheduler refused the job (bad partition, an option it cannot take):
+    # nothing was submitted, and sending it again would be refused again
+    SubmissionRejected: Refusal(422, lambda exc: f"the scheduler rejected the job: {exc}"),
     BackendUnavailable: Refusal(503, lambda exc: f"backend unavailable: {exc}"),
     BackendError: Refusal(503, lambda exc: f"backend error: {exc}", retry_after=10,
                           logged=True),

@@ -42,7 +42,7 @@ class HealthCheck(ServicePart):
                 async with asyncio.timeout(PROBE_TIMEOUT):
                     await self.backend.health()
         except (BackendUnavailable, TimeoutError) as err:
-            backend_ok, detail = False, f"backend: {err or 'timed out'}"
+            backend_ok, detail = False, f"backend: {str(err) or 'timed out'}"
         except Exception as err:  # a health probe reports, it does not fail
             backend_ok, detail = False, f"backend: {type(err).__name__}: {err}"
         try:

@@ -15,11 +15,14 @@ from typing import Any
 
 from jid_service.auth import Principal
 from jid_service.backend_call import call_backend
-from jid_service.backends.base import BackendError, SubmissionRejected, SubmitSpec
+from jid_service.backends.base import (
+    BackendError,
+    SubmissionOutcomeUnknown,
+    SubmitSpec,
+)
 from jid_service.context import JobContext, ServicePart
 from jid_service.errors import (
     ConflictError,
-    InvalidRequestError,
     UnavailableError,
 )
 from jid_service.models import ControlDocument, RenderedJob
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 
 CLAIM_WAIT_SECONDS = 120.0
 SUBMIT_TIMEOUT = 300.0
+SETTLE_INTERVAL = 5.0
+"""How often a submission whose answer was lost is looked for at the backend."""
 OUTPUT_FIELDS = ("status", "tool_id", "raw_status", "exit_code")
 
 
@@ -61,6 +66,7 @@ class Submissions(ServicePart):
         self.poller = poller
         self._claims: dict[str, asyncio.Event] = {}
         self._in_flight: set[asyncio.Task[dict[str, Any]]] = set()
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def recover_interrupted_claims(self) -> None:
         """Settle the submissions a previous daemon died in the middle of.
@@ -134,6 +140,8 @@ class Submissions(ServicePart):
         One still unfinished then is cancelled with its claim kept: the next
         start settles it (:meth:`recover_interrupted_claims`), as after a crash.
         """
+        for settling in self._settling:
+            settling.cancel()  # their claims stay: the next start settles them
         pending = set(self._in_flight)
         if not pending:
             return
@@ -156,12 +164,13 @@ class Submissions(ServicePart):
                 # only a stop cancels a submission: whether sbatch got it is
                 # unknown, so the claim stays for the next start to settle
                 raise
-            except BaseException as err:
+            except SubmissionOutcomeUnknown as err:
+                # the job may exist: keep the claim until the backend can tell
+                self._settle_later(job_id, min(err.retry_after, SETTLE_INTERVAL))
+                raise
+            except BaseException:
                 # whatever failed, the claim goes: the client's retry claims the _id again
                 await asyncio.to_thread(self.store.drop_claim, job_id)
-                if isinstance(err, SubmissionRejected):
-                    raise InvalidRequestError(
-                        f"the scheduler rejected the job: {err}") from None
                 raise
             await asyncio.to_thread(self.store.complete_claim, job_id, submitted.tool_id,
                                     submitted.log_path, "SUBMITTED")
@@ -172,6 +181,37 @@ class Submissions(ServicePart):
         record = await asyncio.to_thread(self.store.get, job_id)
         assert record is not None
         return record.to_document()
+
+    def _settle_later(self, job_id: str, delay: float) -> None:
+        """Ask the backend every ``delay`` seconds whether a lost submission made a job.
+
+        A job it finds is recorded; a submission it can show never happened is
+        dropped, so the client's retry submits it; until then the claim holds
+        the ``_id``. A daemon that stops meanwhile leaves the claim to its
+        successor's start-up recovery.
+        """
+        async def settle() -> None:
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    found = await call_backend(self.metrics, "find_submitted",
+                                               self.backend.find_submitted(job_id))
+                except BackendError:
+                    continue
+                except Exception:
+                    log.exception("looking for the lost submission of %s failed", job_id)
+                    continue
+                if found is None:
+                    await asyncio.to_thread(self.store.drop_claim, job_id)
+                else:
+                    await asyncio.to_thread(self.store.complete_claim, job_id, found.tool_id,
+                                            found.log_path, "SUBMITTED")
+                    self.poller.nudge()
+                return
+
+        task = asyncio.get_running_loop().create_task(settle())
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     async def _wait_for_claim(self, job_id: str) -> JobRecord | None:
         """Wait for a twin request's submission; the record, or None if it failed."""

@@ -49,6 +49,7 @@ class FakeFirecrest:
     def __init__(self) -> None:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.scripts: dict[str, str] = {}
+        self.outputs: dict[str, str] = {}
         self.files = FakeFiles()
         self.logs = self.files.files
         self.next_id = 100
@@ -71,6 +72,7 @@ class FakeFirecrest:
         self.next_id += 1
         self.jobs[job_id] = listed_job(job_id, "PENDING", name=job["name"])
         self.scripts[job_id] = job["script"]
+        self.outputs[job_id] = job["standardOutput"]
         self.logs[job["standardOutput"].replace("%j", job_id)] = b""
         if self.ssh_timeout_after_submit:
             # FirecREST's command timeout cut the SSH channel after Slurm queued the job
@@ -83,6 +85,11 @@ class FakeFirecrest:
             return firecrest_error(500, "Error executing Slurm command.",
                                    caused_by=["Slurm accounting storage is disabled"])
         return httpx.Response(200, json={"jobs": list(self.jobs.values())})
+
+    def metadata(self, request: httpx.Request, job_id: str) -> httpx.Response:
+        return httpx.Response(200, json={"jobs": [{
+            "jobId": job_id, "script": self.scripts[job_id], "standardInput": "/dev/null",
+            "standardOutput": self.outputs[job_id], "standardError": self.outputs[job_id]}]})
 
     def cancel(self, request: httpx.Request, job_id: str) -> httpx.Response:
         self.set_state(job_id, "CANCELLED by 1234", exit_code=0, signal=15)
@@ -138,6 +145,8 @@ async def running_jid(
         router.post(JOBS_URL).mock(side_effect=fake.submit)
         router.get(JOBS_URL).mock(side_effect=fake.listing)
         router.delete(url__regex=rf"{JOBS_URL}/(?P<job_id>\w+)$").mock(side_effect=fake.cancel)
+        router.get(url__regex=rf"{JOBS_URL}/(?P<job_id>\w+)/metadata$").mock(
+            side_effect=fake.metadata)
         route_files(router, fake.files)
         app = create_app(settings, backend=backend)
         async with app.router.lifespan_context(app):
@@ -361,6 +370,25 @@ async def test_a_submit_answered_500_after_the_job_was_created_makes_one_job(
     async with running_jid(tmp_path, config_root, fake) as client:  # a JID restart
         resp = await client.post(f"{WS}/exp1/start_job", json=doc)
         assert resp.json()["value"]["tool_id"] == tool_id
+    assert (len(fake.jobs), fake.submit_calls) == (1, 1)
+
+
+async def test_a_lost_submission_keeps_its_claim_until_the_job_is_seen(
+    tmp_path: Path, config_root: Path, fake: FakeFirecrest
+):
+    # the job was queued, the answer lost, and the listing cannot show it yet:
+    # the JID must neither submit again nor forget the _id
+    doc = control_document(config_root)
+    fake.ssh_timeout_after_submit = True
+    fake.listing_down = True
+    async with running_jid(tmp_path, config_root, fake) as client:
+        resp = await client.post(f"{WS}/exp1/start_job", json=doc)
+        assert resp.status_code == 503, resp.text
+        assert "retry-after" in resp.headers
+        fake.listing_down = False
+        again = await client.post(f"{WS}/exp1/start_job", json=doc)  # the client's retry
+        assert again.status_code == 200, again.text
+        assert again.json()["value"]["tool_id"] in fake.jobs
     assert (len(fake.jobs), fake.submit_calls) == (1, 1)
 
 
