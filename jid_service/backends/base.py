@@ -41,6 +41,9 @@ class SubmitSpec(BaseModel):
     config_path: Path
     debug: bool = False
     slurm_args: tuple[str, ...] = ()
+    kerberos_cache: str | None = Field(
+        default=None, description="the job's KRB5CCNAME (FILE:<path>), forwarded with -K"
+    )
 
     def run_task_args(self) -> list[str]:
         """``-c CONFIG -t NAME [--debug]``: the task's arguments to ``lute-run-task``.
@@ -94,9 +97,6 @@ class SubmissionRejected(BackendError):  # noqa: N818 - public name other parts 
     """The scheduler refused the job (HTTP 422): nothing was submitted."""
 
 
-class Backend(abc.ABC):
-    """Submit, poll, read logs of and cancel managed-task jobs."""
-
 class SubmissionOutcomeUnknown(BackendUnavailable):
     """A submission went out, its answer was lost and the job is not listed (yet).
 
@@ -105,6 +105,9 @@ class SubmissionOutcomeUnknown(BackendUnavailable):
     it is listed; a claim it can show was never submitted is dropped).
     """
 
+
+class Backend(abc.ABC):
+    """Submit, poll, read logs of and cancel managed-task jobs."""
 
     name: str
     on_change: Callable[[], None] | None = None
