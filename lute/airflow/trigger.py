@@ -44,7 +44,7 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from lute.airflow.client import AsyncJIDClient, JIDError, JIDUnavailableError, RetryPolicy
 from lute.airflow.control_document import StepIdentity
-from lute.airflow.hook import JIDEndpoint, JIDHook
+from lute.airflow.hook import JIDEndpoint, JIDHook, conn_id_for_run
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
 from lute.airflow.job_wait import followed, has_ended, outage_message
 from lute.airflow.retry_policy import NO_RETRY
@@ -219,6 +219,8 @@ class JIDJobTrigger(BaseTrigger):
         conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
         # ARP compatibility, as in the operator; masked like a password.
         self.token = conf_token(conf) or self.token
+        # started in the triggerer, no operator chose the site's connection
+        self.jid_conn_id = conn_id_for_run(self.jid_conn_id, conf.get("ARP_LOCATION"))
         options = self.submit or StepOptions()
         return options.control_document(conf, ti.task_id, StepIdentity.of(ti)), conf
 
