@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 
 from jid_service.auth import issue_token
+from lute.launch.kerberos import cache_dir
 from lute.launch.ports import port_is_free
 from lute.launch.processes import (
     ProcessRecord,
@@ -230,6 +231,9 @@ class Stack:
                 "JID_DB_URL": f"sqlite:///{jid_dir / 'jid.db'}",
                 "JID_STATE_DIR": str(jid_dir),
                 "JID_ALLOWED_CONFIG_ROOTS": json.dumps(self.allowed_config_roots),
+                # the launcher's private Kerberos cache copies (LUTE's -K) are
+                # accepted from where it writes them
+                "JID_KERBEROS_CACHE_ROOTS": json.dumps([str(cache_dir(os.environ))]),
                 "JID_LOCAL_MAX_PARALLEL": "4",
                 # local jobs are cheap to poll (an exit-code file each): a short
                 # tick keeps each step's completion from waiting up to a second

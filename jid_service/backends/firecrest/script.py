@@ -47,6 +47,12 @@ def script_and_log(
     now). Raises SubmissionRejected when a value cannot be written safely.
     """
     date = date or log_date()
+    if spec.kerberos_cache is not None:
+        # the cache is a file on the JID's host; the job runs on the remote system
+        raise SubmissionRejected(
+            "-K: the firecrest backend cannot forward a Kerberos cache to the remote "
+            "system; leave kerb_file out of the run's conf"
+        )
     check_name("experiment", spec.experiment)
     check_name("run", spec.run)
     check_name("task name", spec.taskname)

@@ -895,3 +895,10 @@ async def test_health_down(router: respx.MockRouter, backend, answer, message):
     router.get("/status/systems").mock(return_value=answer)
     with pytest.raises(BackendUnavailable, match=message):
         await backend.health()
+
+
+def test_a_kerberos_cache_is_refused_not_dropped(backend) -> None:
+    # a cache on the JID's host means nothing on the remote system: say so
+    # instead of running the job without the credentials it was given
+    with pytest.raises(SubmissionRejected, match="Kerberos cache"):
+        backend.render(make_spec(kerberos_cache="FILE:/var/lib/jid/krb5/cc_1"))
