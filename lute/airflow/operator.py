@@ -50,7 +50,7 @@ from lute.airflow.step_conf import (
     is_dry_run,
 )
 from lute.airflow.step_options import StepOptions
-from lute.airflow.step_outcome import failure_message, job_log_text
+from lute.airflow.step_outcome import failure_message, job_log_text, task_log_lines
 from lute.airflow.step_outcome import log_tail as log_tail  # re-exported
 from lute.airflow.trigger import JIDJobTrigger, rendering_text
 from lute.airflow.trigger_end import EndFromTriggerOption, ending_from_trigger_allowed
@@ -354,6 +354,8 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
     def _finish(self, client: JIDClient, job: dict[str, Any], context: Any) -> Any:
         log_text = job_log_text(client, job)
         context["ti"].xcom_push(key="log", value=log_text)
+        for line in task_log_lines(self.lute_task_id, log_text):
+            self.log.info("%s", line)
         self.log.info(
             "job %s of %s ended %s (%s, exit code %s)",
             job.get("tool_id"), self.lute_task_id, job.get("status"), job.get("raw_status"),

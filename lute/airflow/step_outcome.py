@@ -34,3 +34,35 @@ def failure_message(task: str, job: dict[str, Any], log_text: str) -> str | None
         f" ({job.get('raw_status')}, exit code {job.get('exit_code')}). "
         f"Last lines of its log:\n{log_tail(log_text)}"
     )
+
+
+TASK_LOG_LIMIT_BYTES = 64 * 1024
+"""How much of a job's log (its end) is copied into the Airflow task log."""
+
+
+def task_log_lines(
+    task: str, text: str, limit_bytes: int = TASK_LOG_LIMIT_BYTES
+) -> list[str]:
+    """The job log's lines as the task log shows them: prefixed with ``task``, bounded.
+
+    Only the last ``limit_bytes`` bytes are kept (cut at a line start), and a
+    first line says how much was left out and that XCom ``log`` has it all.
+    """
+    text = text or ""
+    data = text.encode("utf-8", errors="replace")
+    lines: list[str] = []
+    if len(data) > limit_bytes:
+        kept = data[-limit_bytes:].decode("utf-8", errors="ignore")
+        # start at a whole line: the cut usually falls inside one
+        newline = kept.find("\n")
+        if newline != -1:
+            kept = kept[newline + 1:]
+        left_out = len(data) - len(kept.encode("utf-8"))
+        skipped = text.count("\n") - kept.count("\n")
+        lines.append(
+            f"[{task}] ... first {left_out} bytes ({skipped} lines) of the job's log left "
+            "out; XCom 'log' holds all of it"
+        )
+        text = kept
+    lines.extend(f"[{task}] {line}" for line in text.rstrip("\n").splitlines())
+    return lines

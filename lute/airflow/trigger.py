@@ -51,6 +51,7 @@ from lute.airflow.retry_policy import NO_RETRY
 from lute.airflow.shared_wait import WaiterKey, shared_waiter
 from lute.airflow.step_conf import conf_token, is_dry_run
 from lute.airflow.step_options import StepOptions
+from lute.airflow.step_outcome import task_log_lines
 
 _REDACTED = "***"
 
@@ -315,6 +316,9 @@ class JIDJobTrigger(BaseTrigger):
             xcoms["return_value"] = job.get("tool_id")
         if not await self._push_xcoms(xcoms):
             return None
+        # The trigger's lines are part of the task's log in Airflow 3.
+        for line in task_log_lines(job.get("def", {}).get("name", "?"), log_text):
+            self.log.info("%s", line)
         self.log.info(
             "job %s of %s ended %s (%s, exit code %s); log of %d characters stored in XCom",
             job.get("tool_id"), job.get("def", {}).get("name"), job.get("status"),

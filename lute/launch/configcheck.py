@@ -9,7 +9,11 @@ Two things are checked, both cheaply and without running any Task code:
   managed tasks (``Tester``) while the config has one section per Task
   (``Test``); ``lute.managed_tasks`` maps one to the other.
 
-Parameters are not validated against the Task models here: some take their
+* every key of those sections is a parameter of its Task's model
+  (:mod:`lute.launch.paramnames`): a misspelt name fails here with a
+  did-you-mean instead of failing its step mid-run.
+
+Parameter values are not validated against the Task models here: some take their
 defaults from the results of earlier steps of the same run (the results DB),
 which do not exist yet before the run starts. Each managed task validates its
 own parameters when it runs, and a bad value fails that step with the file,
@@ -49,6 +53,7 @@ def check_task_config(
     except ConfigError as exc:
         raise ConfigCheckError(str(exc)) from None
     missing = []
+    checked: list[str] = []
     for name in managed_tasks:
         try:
             task = task_of(name)
@@ -61,8 +66,30 @@ def check_task_config(
             config.tasks[task]  # a reference of a Task that will run must resolve
         except ConfigError as exc:
             raise ConfigCheckError(str(exc)) from None
+        if task not in checked:
+            checked.append(task)
     if missing:
         raise ConfigCheckError(
             f"{path}: no section for Task(s) {', '.join(missing)}; "
             f"the file has: {', '.join(config.tasks) or 'none'}"
         )
+    check_parameter_names(path, {task: config.tasks[task] for task in checked})
+
+
+def check_parameter_names(path: Path, sections: Mapping[str, Mapping[str, object]]) -> None:
+    """Raise ConfigCheckError naming every key a Task's model does not have."""
+    from lute.io.models import model_for
+    from lute.launch.paramnames import unknown_keys
+
+    problems = []
+    for task, section in sections.items():
+        try:
+            model = model_for(task)
+        except KeyError:  # a Task without a model takes no parameters to check
+            continue
+        problems.extend(
+            f"{path}: Task {task}: key {key}: not a parameter of {task}{hint}"
+            for key, hint in unknown_keys(model, section)
+        )
+    if problems:
+        raise ConfigCheckError("\n".join(problems))
