@@ -19,9 +19,12 @@ types, parameter sweeps) are refused by name.
 Unlike LUTE, which keeps the one user workflow in a global Airflow Variable
 (two launches at once race on it), each distinct definition is stored as its
 own file named by its content hash, and the DAG factory
-``workflows/airflow/dynamic.py`` builds one DAG per file with the id
-``lute_dyn_<hash12>``. Two different workflows therefore never overwrite each
-other, and re-launching the same workflow reuses its DAG.
+``workflows/airflow/dynamic.py`` builds one DAG per file. A definition read
+from a file takes its name from the file (``sfx_tagged.dag`` -> ``sfx_tagged``):
+its DAG id is ``lute_dyn_<name>_<hash8>`` and its file ``<name>__<hash>.yaml``;
+a definition without a name keeps ``lute_dyn_<hash12>`` and ``<hash>.yaml``.
+Two different workflows therefore never overwrite each other, and re-launching
+the same workflow reuses its DAG.
 
 This module must not import Airflow: the launcher uses it.
 """
@@ -43,6 +46,20 @@ DAG_ID_PREFIX = "lute_dyn_"
 """Every dynamic workflow's DAG id starts with this."""
 
 HASH_CHARS_IN_DAG_ID = 12
+HASH_CHARS_IN_NAMED_DAG_ID = 8
+NAME_SEPARATOR = "__"
+"""Between the name and the hash in a stored file's name."""
+_NAME_CHARS = re.compile(r"[^a-z0-9]+")
+_MAX_NAME = 40
+
+
+def workflow_name(text: str) -> str | None:
+    """A DAG-id-safe name from ``text`` (a file stem): lower case, ``_`` between words.
+
+    None when nothing usable is left.
+    """
+    name = _NAME_CHARS.sub("_", text.lower()).strip("_")[:_MAX_NAME].strip("_")
+    return name or None
 
 _TASK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _MAX_DEPTH = 64
@@ -101,6 +118,14 @@ class WorkflowDefinition(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     root: WorkflowStep
+    name: str | None = Field(
+        default=None, description="readable name in the DAG id (not part of the content hash)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str | None) -> str | None:
+        return None if value is None else workflow_name(value)
 
     @model_validator(mode="after")
     def _check_size(self) -> WorkflowDefinition:
@@ -116,9 +141,9 @@ class WorkflowDefinition(BaseModel):
         return self
 
     @classmethod
-    def from_data(cls, data: object) -> WorkflowDefinition:
+    def from_data(cls, data: object, name: str | None = None) -> WorkflowDefinition:
         """Validate LUTE's tree (a mapping with ``task_name`` at the top)."""
-        return cls(root=WorkflowStep.model_validate(data))
+        return cls(root=WorkflowStep.model_validate(data), name=name)
 
     def to_data(self) -> dict:
         """The tree as plain data, in LUTE's shape (``next`` always present)."""
@@ -142,8 +167,17 @@ class WorkflowDefinition(BaseModel):
 
     @property
     def dag_id(self) -> str:
-        """The DAG id of this workflow: ``lute_dyn_<first 12 hex of the hash>``."""
-        return f"{DAG_ID_PREFIX}{self.content_hash()[:HASH_CHARS_IN_DAG_ID]}"
+        """``lute_dyn_<name>_<first 8 hex of the hash>``, or ``lute_dyn_<first 12 hex>``."""
+        digest = self.content_hash()
+        if self.name:
+            return f"{DAG_ID_PREFIX}{self.name}_{digest[:HASH_CHARS_IN_NAMED_DAG_ID]}"
+        return f"{DAG_ID_PREFIX}{digest[:HASH_CHARS_IN_DAG_ID]}"
+
+    @property
+    def file_stem(self) -> str:
+        """The stored file's name without ``.yaml``: ``[<name>__]<hash>``."""
+        digest = self.content_hash()
+        return f"{self.name}{NAME_SEPARATOR}{digest}" if self.name else digest
 
     def steps(self) -> list[WorkflowStep]:
         """Every step, depth first."""
@@ -186,7 +220,9 @@ _DefinitionLoader.add_constructor(LUTE_DAG_TAG, _lute_dag)
 _DefinitionLoader.add_multi_constructor("!", _other_tag)
 
 
-def parse_definition(text: str, source: str = "<string>") -> WorkflowDefinition:
+def parse_definition(
+    text: str, source: str = "<string>", name: str | None = None
+) -> WorkflowDefinition:
     """Parse a definition from YAML (or JSON) text; errors name ``source``."""
     try:
         data = yaml.load(text, Loader=_DefinitionLoader)  # noqa: S506 - a SafeLoader subclass
@@ -199,7 +235,7 @@ def parse_definition(text: str, source: str = "<string>") -> WorkflowDefinition:
             f"{source}: a workflow definition is a mapping with task_name and next"
         )
     try:
-        return WorkflowDefinition.from_data(data)
+        return WorkflowDefinition.from_data(data, name=name)
     except ValueError as exc:
         raise WorkflowDefinitionError(f"{source}: invalid workflow definition: {exc}") from exc
 
@@ -211,7 +247,16 @@ def load_definition(path: str | os.PathLike[str]) -> WorkflowDefinition:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise WorkflowDefinitionError(f"{path}: cannot read: {exc.strerror}") from exc
-    return parse_definition(text, source=str(path))
+    return parse_definition(text, source=str(path), name=_name_of_file(path))
+
+
+def _name_of_file(path: Path) -> str | None:
+    """The workflow name a file gives: its stem, or a stored file's name part."""
+    stem = path.name.split(".", 1)[0]
+    stored = re.fullmatch(rf"(?:(.+){NAME_SEPARATOR})?[0-9a-f]{{64}}", stem)
+    if stored is not None:  # a stored definition: [<name>__]<hash>
+        return workflow_name(stored.group(1)) if stored.group(1) else None
+    return workflow_name(stem)
 
 
 def definitions_dir() -> Path:
@@ -233,7 +278,7 @@ def store_definition(
     """
     target_dir = Path(directory) if directory is not None else definitions_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / f"{defn.content_hash()}.yaml"
+    target = target_dir / f"{defn.file_stem}.yaml"
     text = yaml.safe_dump(defn.to_data(), sort_keys=False)
     fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".yaml.part", dir=target_dir)
     try:
@@ -266,7 +311,7 @@ def stored_definitions(
             defn = load_definition(path)
         except WorkflowDefinitionError:
             continue
-        if defn.content_hash() != path.stem:
+        if defn.file_stem != path.stem:
             continue
         found.append((path, defn))
     return found

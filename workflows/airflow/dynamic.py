@@ -3,7 +3,8 @@
 The launcher stores each distinct workflow definition as ``<sha256>.yaml`` in
 the definitions directory (``$LUTE_WORKFLOW_DEFS_DIR``, default
 ``workflows/airflow/dynamic_defs``); this file turns every stored definition
-into its own DAG ``lute_dyn_<hash12>``, one task per step, so concurrent
+into its own DAG (``lute_dyn_<name>_<hash8>``, shown by its name; or
+``lute_dyn_<hash12>`` without one), one task per step, so concurrent
 launches of different workflows never share state. It reads local files only.
 
 A task is named by its managed task; a name that appears again in the same
@@ -39,6 +40,7 @@ def _build(defn: WorkflowDefinition, source: str) -> DAG:
 
     with DAG(
         dag_id=defn.dag_id,
+        dag_display_name=f"{defn.name} (dynamic)" if defn.name else defn.dag_id,
         description=f"dynamic workflow from {source}",
         schedule=None,
         start_date=datetime(2024, 1, 1),

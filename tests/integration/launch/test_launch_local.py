@@ -112,7 +112,8 @@ def test_dynamic_workflow(stack, env, tmp_path, defs_dir):
     assert res.returncode == 0, res.stdout + res.stderr
     stored = list(defs_dir.glob("*.yaml"))
     assert stored, "the definition was not stored"
-    assert re.search(r"triggered lute_dyn_[0-9a-f]{12} ", res.stdout)
+    # the DAG id names the workflow file, then a content hash
+    assert re.search(r"triggered lute_dyn_wf_[0-9a-f]{8} ", res.stdout)
     assert any("COMPLETED" in ln for ln in res.lines("[Tester] "))
     assert any("COMPLETED" in ln for ln in res.lines("[BinaryTester] "))
 

@@ -104,3 +104,33 @@ def test_module_does_not_import_airflow() -> None:
         "sys.exit(1 if any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_file_names_its_dag_and_stored_file(tmp_path) -> None:
+    from lute.airflow.workflow_defn import load_definition, store_definition, stored_definitions
+
+    text = "task_name: Tester\nnext:\n  - task_name: BinaryTester\n"
+    first = tmp_path / "SFX tagged-2.dag"
+    first.write_text(text)
+    second = tmp_path / "other.yaml"
+    second.write_text(text)
+    a, b = load_definition(first), load_definition(second)
+    assert a.content_hash() == b.content_hash()  # the name is not part of the content
+    assert a.dag_id == f"lute_dyn_sfx_tagged_2_{a.content_hash()[:8]}"
+    assert b.dag_id == f"lute_dyn_other_{b.content_hash()[:8]}"
+    defs = tmp_path / "defs"
+    paths = {store_definition(a, defs).name, store_definition(b, defs).name}
+    assert paths == {f"sfx_tagged_2__{a.content_hash()}.yaml", f"other__{a.content_hash()}.yaml"}
+    # the DAG factory reads the same ids back; neither overwrote the other
+    assert sorted(d.dag_id for _p, d in stored_definitions(defs)) == sorted([a.dag_id, b.dag_id])
+
+
+def test_a_definition_without_a_name_keeps_the_hash_id(tmp_path) -> None:
+    from lute.airflow.workflow_defn import parse_definition, store_definition, stored_definitions
+
+    defn = parse_definition("task_name: Tester\n")
+    assert defn.name is None and defn.dag_id == f"lute_dyn_{defn.content_hash()[:12]}"
+    path = store_definition(defn, tmp_path)
+    assert path.name == f"{defn.content_hash()}.yaml"
+    [(_p, again)] = stored_definitions(tmp_path)
+    assert again.dag_id == defn.dag_id
