@@ -79,6 +79,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=False, serialize_by_alias=True)
 
 
+StagePath = Annotated[str, StringConstraints(min_length=1, max_length=1024), SingleLine]
+
+
+class StageIn(_Strict):
+    """One input to copy into the job's work dir before it is submitted."""
+
+    source: StagePath = Field(description="absolute path of a file under a staging root")
+    target: StagePath = Field(description="path relative to the job's work dir")
+
+
+class StageOut(_Strict):
+    """Outputs to copy out of the job's work dir once it is DONE."""
+
+    source: StagePath = Field(
+        description="glob relative to the job's work dir (`*` and `?` stay within one "
+                    "directory, `**` spans any)")
+    target: StagePath = Field(description="absolute directory under a staging root")
+
+
+class StagedFile(_Strict):
+    """One file staging moved: where it landed, its size and SHA-256."""
+
+    path: Annotated[str, StringConstraints(max_length=4096), SingleLine]
+    bytes: Annotated[int, WholeNumber, Field(strict=True, ge=0)]
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    direction: Literal["in", "out"]
+
+
 class JobDefinition(_Strict):
     """ARP's job definition: what to run. Only the launcher may be named as executable."""
 
@@ -93,6 +121,12 @@ class JobDefinition(_Strict):
         description="--taskname NAME --config PATH [--debug] <allow-listed Slurm options>"
     )
     run_as_user: ShortText | None = None
+    stage_in: list[StageIn] | None = Field(
+        default=None, max_length=256,
+        description="files copied into the job's work dir before submission")
+    stage_out: list[StageOut] | None = Field(
+        default=None, max_length=256,
+        description="files copied out of the job's work dir once it is DONE")
 
 
 class ControlDocument(_Strict):
@@ -113,6 +147,10 @@ class ControlDocument(_Strict):
         default=None, description="the scheduler's own state string"
     )
     exit_code: StrictInt | None = None
+    staged: list[StagedFile] | None = Field(
+        default=None, max_length=100_000, description="what staging moved (set by the JID)")
+    staging_error: Annotated[str, StringConstraints(max_length=4096), Multiline] | None = \
+        Field(default=None, description="why staging failed (set by the JID)")
 
 
 class Envelope(BaseModel, Generic[T]):

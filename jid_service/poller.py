@@ -5,6 +5,13 @@ many clients ask. A submission or cancel *nudges* the poller (it ticks early,
 but never more often than every ``MIN_TICK_GAP`` seconds). Readers that wait
 for a change sleep on a condition the poller notifies when a tick changed
 something.
+
+A job that declared ``def.stage_out`` is not DONE when the scheduler says so:
+the poller holds it RUNNING (raw status ``STAGING_OUT``) while its outputs are
+copied in a task of their own, then stores it DONE, or FAILED with raw status
+``STAGE_OUT_FAILED`` and the reason in its document's ``staging_error``. A
+gateway outage meanwhile leaves it to be tried again at a later tick, and so
+does a daemon restart.
 """
 
 from __future__ import annotations
@@ -14,13 +21,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from jid_service.backend_call import call_backend
 from jid_service.backends.base import BackendUnavailable
 from jid_service.context import JobContext, ServicePart
 from jid_service.errors import UnavailableError
-from jid_service.store import StateUpdate
+from jid_service.staging import (
+    STAGE_OUT_FAILED_RAW_STATUS,
+    STAGING_OUT_RAW_STATUS,
+    Staging,
+    wants_stage_out,
+)
+from jid_service.store import ActiveJob, StateUpdate
+from lute.job_status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +60,8 @@ class Poller(ServicePart):
         self._nudge = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._release_task: asyncio.Task[None] | None = None
+        self.staging = Staging(context)
+        self._staging_out: dict[str, asyncio.Task[None]] = {}
 
     def start(self) -> None:
         """Start ticking; a backend that learns of changes by itself nudges the poller."""
@@ -60,6 +76,10 @@ class Poller(ServicePart):
                 self._task.cancel()
                 await asyncio.wait({self._task}, timeout=1.0)
             self._task = None
+        for task in list(self._staging_out.values()):
+            task.cancel()  # the job stays RUNNING/STAGING_OUT: the next start stages again
+        if self._staging_out:
+            await asyncio.wait(list(self._staging_out.values()), timeout=5.0)
 
     def release_watchers(self) -> None:
         """Answer every open (releasable) watch now with what it reads, and any later one at once.
@@ -98,15 +118,21 @@ class Poller(ServicePart):
         states = await call_backend(self.metrics, "statuses",
                                     self.backend.statuses([job.tool_id for job in active]))
         updates = []
+        done = []
         for job in active:
             state = states.get(job.tool_id)
-            if state is None:
+            if state is None or job.id in self._staging_out:
                 continue
             if (state.status.value, state.raw_status, state.exit_code) != (
                 job.status, job.raw_status, job.exit_code
             ):
-                updates.append(StateUpdate(job.id, state.status.value, state.raw_status,
-                                           state.exit_code))
+                update = StateUpdate(job.id, state.status.value, state.raw_status,
+                                     state.exit_code)
+                (done if state.status is JobStatus.DONE else updates).append(update)
+        updates += await self._start_stage_outs(active, done)
+        return await self._store_updates(updates)
+
+    async def _store_updates(self, updates: list[StateUpdate]) -> int:
         changed = await asyncio.to_thread(self.store.apply, updates) if updates else 0
         if changed:
             self.metrics.state_changes.inc(changed)
@@ -114,6 +140,44 @@ class Poller(ServicePart):
                 self.generation += 1
                 self._changed.notify_all()
         return changed
+
+    async def _start_stage_outs(self, active: list[ActiveJob],
+                                done: list[StateUpdate]) -> list[StateUpdate]:
+        """The updates of DONE jobs: as they are, or RUNNING while their outputs are copied."""
+        if not done:
+            return []
+        records = await asyncio.to_thread(self.store.get_many, [u.id for u in done])
+        current = {job.id: job for job in active}
+        out = []
+        for update in done:
+            record = records.get(update.id)
+            if record is None or not wants_stage_out(record.document):
+                out.append(update)
+                continue
+            task = asyncio.create_task(self._stage_out(record.document, update),
+                                       name=f"jid-stage-out-{update.id}")
+            self._staging_out[update.id] = task
+            task.add_done_callback(lambda _t, key=update.id: self._staging_out.pop(key, None))
+            if current[update.id].raw_status != STAGING_OUT_RAW_STATUS:
+                out.append(StateUpdate(update.id, JobStatus.RUNNING.value,
+                                       STAGING_OUT_RAW_STATUS, None))
+        return out
+
+    async def _stage_out(self, document: dict[str, Any], done: StateUpdate) -> None:
+        try:
+            staged, error = await self.staging.stage_out(document)
+        except BackendUnavailable as err:
+            log.warning("job %s: stage-out waits for the backend: %s", done.id, err)
+            return  # still RUNNING/STAGING_OUT: a later tick tries again
+        except Exception:
+            log.exception("job %s: stage-out failed", done.id)
+            staged, error = [], "stage-out failed: internal error (see the JID's log)"
+        await asyncio.to_thread(self.store.record_staging, done.id,
+                                [f.model_dump() for f in staged], error)
+        final = done if error is None else StateUpdate(
+            done.id, JobStatus.FAILED.value, STAGE_OUT_FAILED_RAW_STATUS, done.exit_code)
+        await self._store_updates([final])
+        self.nudge()
 
     async def watch(self, read: Callable[[], Awaitable[T]], settled: Callable[[T], bool],
                     timeout: float, *, releasable: bool = False) -> T:

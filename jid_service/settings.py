@@ -30,8 +30,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SETTINGS_FILE = REPO_ROOT / "config" / "jid.yaml"
 
 _PATH_FIELDS = ("db_url", "allowed_config_roots", "launcher", "state_dir", "log_dir",
-                "firecrest_launcher", "auth_secret_file", "kerberos_cache_roots")
-_PATH_LIST_FIELDS = ("allowed_config_roots", "kerberos_cache_roots")
+                "firecrest_launcher", "auth_secret_file", "kerberos_cache_roots",
+                "staging_roots")
+_PATH_LIST_FIELDS = ("allowed_config_roots", "kerberos_cache_roots", "staging_roots")
 
 _settings_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "jid_settings_file", default=None
@@ -146,6 +147,13 @@ class JIDSettings(BaseSettings):
     kerberos_cache_roots: list[Path] = Field(
         default_factory=list,
         description="directories under which a Kerberos cache forwarded with -K may lie",
+    )
+    staging_roots: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "directories on the JID's host that a step's stage_in sources and stage_out "
+            "targets must lie under (none: staging is refused)"
+        ),
     )
     slurm_unknown_grace: float = Field(
         default=600.0, ge=0,

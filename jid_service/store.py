@@ -227,6 +227,20 @@ class JobStore:
                         updated_at=time.time())
             )
 
+    def record_staging(self, job_id: str, staged: list[dict[str, Any]],
+                       error: str | None = None) -> None:
+        """Add what staging moved (and why it failed) to the job's stored document."""
+        with self._session.begin() as s:
+            row = s.get(JobRow, job_id, with_for_update=True)
+            if row is None:
+                return
+            document = json.loads(row.document)
+            document["staged"] = [*(document.get("staged") or []), *staged]
+            if error is not None:
+                document["staging_error"] = error
+            row.document = json.dumps(document, separators=(",", ":"))
+            row.updated_at = time.time()
+
     def drop_claim(self, job_id: str) -> None:
         """Forget a claim whose submission failed, so that a retry submits again."""
         with self._session.begin() as s:
@@ -262,7 +276,7 @@ class JobStore:
         """Jobs by ``_id`` (unknown ids are left out).
 
         The hot path of ``job_statuses``: a cached Core statement, and documents
-        (immutable once stored) parsed once per row version.
+        parsed once per row version (``updated_at``: staging adds to a document).
         """
         if not job_ids:
             return {}
@@ -276,7 +290,7 @@ class JobStore:
         return out
 
     def _from_row(self, row: Any) -> JobRecord:
-        key = (row.id, row.created_at)
+        key = (row.id, row.updated_at)
         document = self._documents.get(key)
         if document is None:
             document = json.loads(row.document)
@@ -334,7 +348,7 @@ class JobStore:
         out: list[float] = []
         with self.engine.connect() as conn:
             for row in conn.execute(stmt):
-                document = self._documents.get((row.id, row.created_at))
+                document = self._documents.get((row.id, row.updated_at))
                 if document is None:
                     document = json.loads(row.document)
                 definition = document.get("def")

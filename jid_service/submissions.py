@@ -27,6 +27,7 @@ from jid_service.errors import (
 )
 from jid_service.models import ControlDocument, RenderedJob
 from jid_service.poller import Poller
+from jid_service.staging import StagingPlan
 from jid_service.store import JobRecord
 from jid_service.validation import check_document_experiment, submit_spec
 
@@ -36,7 +37,8 @@ CLAIM_WAIT_SECONDS = 120.0
 SUBMIT_TIMEOUT = 300.0
 SETTLE_INTERVAL = 5.0
 """How often a submission whose answer was lost is looked for at the backend."""
-OUTPUT_FIELDS = ("status", "tool_id", "raw_status", "exit_code")
+OUTPUT_FIELDS = ("status", "tool_id", "raw_status", "exit_code", "staged", "staging_error")
+STAGING_FIELDS = ("stage_in", "stage_out")
 
 
 def stored_document(doc: ControlDocument) -> dict[str, Any]:
@@ -44,6 +46,9 @@ def stored_document(doc: ControlDocument) -> dict[str, Any]:
     data = doc.model_dump(mode="json", by_alias=True)
     for key in OUTPUT_FIELDS:
         data.pop(key, None)
+    for key in STAGING_FIELDS:
+        if data["def"].get(key) is None:
+            data["def"].pop(key, None)  # documents without staging keep their old shape
     return data
 
 
@@ -102,16 +107,18 @@ class Submissions(ServicePart):
         check_caller(principal, experiment, doc)
         check_document_experiment(doc, experiment)
         spec: SubmitSpec | None = None
+        plan: StagingPlan | None = None
         for _attempt in range(3):
             existing = await asyncio.to_thread(self.store.get, doc.id)
             if existing is None:
                 # validate only what is new: a retry of a stored job gets that job
                 # back even if, say, its config file has gone since
                 spec = spec or submit_spec(doc, experiment, principal.user, self.settings)
+                plan = plan or self.poller.staging.plan(doc.definition)
                 # the job belongs to the token's user, whatever run_as_user says
                 if await asyncio.to_thread(self.store.claim, stored_document(doc),
                                            doc.experiment, principal.user):
-                    return await self._submit_claimed(doc.id, spec)
+                    return await self._submit_claimed(doc.id, spec, plan)
                 existing = await asyncio.to_thread(self.store.get, doc.id)
                 if existing is None:
                     continue  # the twin's submission failed meanwhile: try ours
@@ -125,10 +132,11 @@ class Submissions(ServicePart):
         raise UnavailableError("concurrent submissions of this _id keep failing; retry",
                                retry_after=5)
 
-    async def _submit_claimed(self, job_id: str, spec: SubmitSpec) -> dict[str, Any]:
+    async def _submit_claimed(self, job_id: str, spec: SubmitSpec,
+                              plan: StagingPlan) -> dict[str, Any]:
         # The submission runs as its own task, shielded from the request: a
         # request cut off while the JID stops leaves it to finish (see drain).
-        task = asyncio.create_task(self._submit_and_record(job_id, spec),
+        task = asyncio.create_task(self._submit_and_record(job_id, spec, plan),
                                    name=f"jid-submit-{job_id}")
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
@@ -154,10 +162,13 @@ class Submissions(ServicePart):
             log.warning("%d submission(s) unfinished at stop: settled at the next start",
                         len(left))
 
-    async def _submit_and_record(self, job_id: str, spec: SubmitSpec) -> dict[str, Any]:
+    async def _submit_and_record(self, job_id: str, spec: SubmitSpec,
+                                 plan: StagingPlan) -> dict[str, Any]:
         event = self._claims.setdefault(job_id, asyncio.Event())
         try:
             try:
+                # inputs first: a job must never start without them
+                staged = await self.poller.staging.stage_in(spec, plan)
                 submitted = await call_backend(self.metrics, "submit",
                                                self.backend.submit(spec), SUBMIT_TIMEOUT)
             except asyncio.CancelledError:
@@ -172,6 +183,9 @@ class Submissions(ServicePart):
                 # whatever failed, the claim goes: the client's retry claims the _id again
                 await asyncio.to_thread(self.store.drop_claim, job_id)
                 raise
+            if staged:
+                await asyncio.to_thread(self.store.record_staging, job_id,
+                                        [f.model_dump() for f in staged])
             await asyncio.to_thread(self.store.complete_claim, job_id, submitted.tool_id,
                                     submitted.log_path, "SUBMITTED")
         finally:
@@ -236,6 +250,7 @@ class Submissions(ServicePart):
         """The exact submission, without submitting or storing anything."""
         check_caller(principal, experiment, doc)
         spec = submit_spec(doc, experiment, principal.user, self.settings)
+        self.poller.staging.plan(doc.definition)
         rendering = self.backend.render(spec)
         return RenderedJob(backend=rendering.backend, argv=rendering.argv,
                            script=rendering.script)

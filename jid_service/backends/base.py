@@ -8,13 +8,19 @@ backend never parses caller text itself.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from jid_service.log_text import LogChunk
 from lute.job_status import JobStatus
+
+if TYPE_CHECKING:
+    from jid_service.backends.staging_files import StageInItem, StageOutItem
+    from jid_service.models import StagedFile
 
 
 class BackendConfig(BaseModel):
@@ -106,6 +112,13 @@ class SubmissionOutcomeUnknown(BackendUnavailable):
     """
 
 
+class StagingFailed(BackendError):  # noqa: N818 - public name other parts use
+    """A file could not be staged (missing, unreadable, refused by the gateway).
+
+    Before a submission it refuses the job (HTTP 422); after the job it fails it.
+    """
+
+
 class Backend(abc.ABC):
     """Submit, poll, read logs of and cancel managed-task jobs."""
 
@@ -149,6 +162,30 @@ class Backend(abc.ABC):
         cannot tell: the JID then fails the job rather than risk running it twice.
         """
         raise NotImplementedError
+
+    def staging_work_dir(self, config_path: Path) -> str:
+        """The directory a job's ``stage_in`` targets and ``stage_out`` globs are relative to.
+
+        On a shared file system (``local``, ``slurm``) it is the directory of
+        the job's config file, which LUTE resolves a relative ``work_dir`` against.
+        """
+        return str(config_path.parent)
+
+    async def stage_in(self, work_dir: str, items: Sequence[StageInItem]) -> list[StagedFile]:
+        """Copy each input into ``work_dir``; raise StagingFailed or BackendUnavailable.
+
+        The default copies on the shared file system, each file through a
+        temporary name and a rename.
+        """
+        from jid_service.backends.staging_files import copy_in
+
+        return await asyncio.to_thread(copy_in, Path(work_dir), list(items))
+
+    async def stage_out(self, work_dir: str, items: Sequence[StageOutItem]) -> list[StagedFile]:
+        """Copy the files the globs match in ``work_dir`` to their targets (as stage_in)."""
+        from jid_service.backends.staging_files import copy_out
+
+        return await asyncio.to_thread(copy_out, Path(work_dir), list(items))
 
     async def tick(self) -> None:  # noqa: B027 - optional hook
         """Called by the JID's poller once per tick, before :meth:`statuses`.

@@ -32,7 +32,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jid_service.backends.base import (
@@ -63,6 +64,7 @@ from jid_service.backends.firecrest.script import (
     script_and_log,
     submission_body,
 )
+from jid_service.backends.firecrest.staging import FirecrestStaging
 from jid_service.backends.firecrest.transport import (
     BearerAuth,
     FirecrestTransport,
@@ -76,6 +78,8 @@ from jid_service.backends.slurm_dialect import key_digest
 from jid_service.log_text import LogChunk
 
 if TYPE_CHECKING:
+    from jid_service.backends.staging_files import StageInItem, StageOutItem
+    from jid_service.models import StagedFile
     from jid_service.settings import JIDSettings
 
 log = logging.getLogger(__name__)
@@ -140,6 +144,7 @@ class FirecrestBackend(Backend):
             self._url, self._auth, policy, request_timeout=request_timeout, verify=verify
         )
         self._logs = LogReader(self._transport, system)
+        self._staging = FirecrestStaging(self._transport, system)
         self._listing = JobListing(self._transport, system, missing_lookups)
         self._unsettled: set[str] = set()
         """Job keys whose last submission went unanswered and whose job was not listed."""
@@ -176,6 +181,18 @@ class FirecrestBackend(Backend):
         """
         return cls.from_config(FirecrestConfig.from_settings(settings, env), **options)
 
+
+    def staging_work_dir(self, config_path: Path) -> str:
+        """Jobs run in ``firecrest_work_dir`` on the remote system: staging goes there."""
+        return self.work_dir
+
+    async def stage_in(self, work_dir: str, items: Sequence[StageInItem]) -> list[StagedFile]:
+        """Upload the inputs through FirecREST (see ``firecrest/staging.py``)."""
+        return await self._staging.stage_in(work_dir, items)
+
+    async def stage_out(self, work_dir: str, items: Sequence[StageOutItem]) -> list[StagedFile]:
+        """Download the outputs through FirecREST (see ``firecrest/staging.py``)."""
+        return await self._staging.stage_out(work_dir, items)
 
     def run_argv(self, spec: SubmitSpec) -> list[str]:
         """The command the batch script runs on the compute node."""

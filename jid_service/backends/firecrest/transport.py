@@ -229,6 +229,23 @@ class FirecrestTransport:
 
         return send
 
+    def upload(self, endpoint: str, params: dict[str, Any], name: str, content: bytes) -> Send:
+        """A multipart POST of one file (form field ``file``) to ``endpoint`` for :meth:`call`."""
+
+        async def send() -> httpx.Response:
+            return await self.client._post_request(endpoint=endpoint, params=params,
+                                                   files={"file": (name, content)})
+
+        return send
+
+    def delete_with(self, endpoint: str, params: dict[str, Any]) -> Send:
+        """A DELETE of ``endpoint`` with query ``params`` for :meth:`call`."""
+
+        async def send() -> httpx.Response:
+            return await self.client._delete_request(endpoint=endpoint, params=params)
+
+        return send
+
     def delete(self, endpoint: str) -> Send:
         """A DELETE of ``endpoint`` for :meth:`call`."""
 
