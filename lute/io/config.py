@@ -39,6 +39,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lute.io.work_dir import WorkDirError, ensure_work_dir
+
 _REF = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 _NUMERIC_SPEC = re.compile(r"[bcdoxXn]$")
 _FLOAT_SPEC = re.compile(r"[eEfFgG%]$")
@@ -202,14 +204,12 @@ def _build_header(path: Path, values: dict[str, Any], env: Mapping[str, str]) ->
     resolved = Path(str(work_dir)).expanduser()
     if not resolved.is_absolute():
         resolved = path.parent / resolved
+    relative = not Path(str(work_dir)).expanduser().is_absolute()
     resolved = Path(os.path.normpath(resolved))
-    if not resolved.is_dir():
-        raise ConfigError(
-            f"work_dir {resolved} does not exist (or is not a directory)",
-            file=path,
-            task=HEADER_KEY,
-            key="work_dir",
-        )
+    try:
+        ensure_work_dir(resolved, relative=relative)
+    except WorkDirError as exc:
+        raise ConfigError(str(exc), file=path, task=HEADER_KEY, key="work_dir") from None
     if not os.access(resolved, os.W_OK | os.X_OK):
         raise ConfigError(
             f"work_dir {resolved} is not writable", file=path, task=HEADER_KEY, key="work_dir"

@@ -211,6 +211,19 @@ class AirflowClient:
         """The DAG's tasks (``task_id``, ``operator_name``, ...)."""
         return self.request("GET", f"/api/v2/dags/{_q(dag_id)}/tasks")["tasks"]
 
+    def dag_ids(self, pattern: str | None = None) -> list[str]:
+        """The ids of the DAGs Airflow has parsed (``pattern``: SQL LIKE on the id)."""
+        params: dict[str, Any] = {"limit": 1000}
+        if pattern:
+            params["dag_id_pattern"] = pattern
+        body = self.request("GET", "/api/v2/dags", params=params) or {}
+        return [d["dag_id"] for d in body.get("dags") or [] if d.get("dag_id")]
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        """The DAG files Airflow failed to import (``filename``, ``stack_trace``, ...)."""
+        body = self.request("GET", "/api/v2/importErrors", params={"limit": 1000}) or {}
+        return list(body.get("import_errors") or [])
+
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> dict[str, Any]:
         """Create a DAG run now (``logical_date`` null, as Airflow 3 requires)."""
         body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}

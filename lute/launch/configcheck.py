@@ -39,6 +39,17 @@ def task_of(managed_task: str) -> str:
     return get_managed_task(managed_task).task_name
 
 
+def unknown_managed_task_message(name: str) -> str:
+    """The workflow names a managed task that does not exist: say so, with the closest."""
+    from lute.managed_tasks import managed_task_names
+    from lute.suggestions import did_you_mean
+
+    known = managed_task_names()
+    return f"the workflow uses an unknown managed task {name!r}" + (
+        did_you_mean(name, known) or f"; managed tasks: {', '.join(known)}"
+    )
+
+
 def check_task_config(
     config_path: str | Path, managed_tasks: Sequence[str], env: Mapping[str, str]
 ) -> None:
@@ -58,7 +69,7 @@ def check_task_config(
         try:
             task = task_of(name)
         except KeyError:
-            raise ConfigCheckError(f"the workflow uses an unknown managed task {name!r}") from None
+            raise ConfigCheckError(unknown_managed_task_message(name)) from None
         if task not in config.tasks:
             missing.append(f"{task} (for {name})")
             continue

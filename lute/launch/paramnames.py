@@ -13,7 +13,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel
 
-from lute.launch.suggestions import did_you_mean
+from lute.suggestions import did_you_mean
 
 
 def _accepted(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:

@@ -24,6 +24,7 @@ from lute.launch.context import ArpContext
 from lute.launch.exits import EXIT_BAD_INPUT, EXIT_UNREACHABLE, LaunchError
 from lute.launch.follower import MANAGED_OPERATORS
 from lute.launch.output import Output, short_task_name
+from lute.launch.unknown_workflow import unknown_workflow_message
 from lute.launch.userconfig import LaunchConfigError, Profile, read_profile
 
 
@@ -81,11 +82,18 @@ def connect_jid(profile: Profile, ctx: ArpContext, out: Output) -> JIDClient | N
     try:
         jid.healthz()
         # an authenticated read: /healthz alone would accept any token
-        jid.request("GET", "jobs?" + urlencode({"arp_root_job_id": ctx.arp_job_id}))
+        # for this launch's experiment: a token of another experiment must
+        # stop the launch here, before a run is triggered to fail with 403
+        query = {"arp_root_job_id": ctx.arp_job_id, "experiment": ctx.experiment, "limit": 1}
+        jid.request("GET", "jobs?" + urlencode(query))
     except JIDAuthError as exc:
-        raise LaunchError(EXIT_UNREACHABLE, f"the JID refused the token: {exc}") from None
+        raise LaunchError(
+            EXIT_UNREACHABLE,
+            f"the JID at {profile.jid_url} refused the token for experiment "
+            f"{ctx.experiment}: {exc}",
+        ) from None
     except JIDUnavailableError as exc:
-        raise LaunchError(EXIT_UNREACHABLE, str(exc)) from None
+        raise LaunchError(EXIT_UNREACHABLE, f"JID at {profile.jid_url}: {exc}") from None
     except JIDError as exc:
         raise LaunchError(EXIT_UNREACHABLE, f"JID at {profile.jid_url}: {exc}") from None
     return jid
@@ -96,7 +104,7 @@ def managed_tasks(airflow: AirflowClient, dag_id: str) -> list[str]:
     try:
         tasks = airflow.tasks(dag_id)
     except AirflowNotFoundError:
-        raise LaunchError(EXIT_BAD_INPUT, f"Airflow has no workflow {dag_id}") from None
+        raise LaunchError(EXIT_BAD_INPUT, unknown_workflow_message(airflow, dag_id)) from None
     return [
         short_task_name(t["task_id"])
         for t in tasks

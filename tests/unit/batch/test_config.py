@@ -112,8 +112,9 @@ def test_bad_format_spec_is_an_error(make_config):
     assert (err.value.task, err.value.key) == ("Test", "str_var")
 
 
-def test_work_dir_must_exist(make_config):
-    path = make_config({}, work_dir="../does-not-exist")
+def test_work_dir_must_exist(make_config, tmp_path):
+    # an absolute work dir is created only below an existing parent
+    path = make_config({}, work_dir=str(tmp_path / "no-parent" / "work"))
     with pytest.raises(ConfigError, match="does not exist") as err:
         load_config(path)
     assert err.value.key == "work_dir"

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict
 
 from lute.launch.configcheck import ConfigCheckError, check_task_config
 from lute.launch.paramnames import unknown_keys
-from lute.launch.suggestions import close_names, did_you_mean
+from lute.suggestions import close_names, did_you_mean
 from tests.unit.launch.test_configcheck import ENV, _config
 
 
