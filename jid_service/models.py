@@ -107,6 +107,11 @@ class StagedFile(_Strict):
     direction: Literal["in", "out"]
 
 
+def _is_none(value: Any) -> bool:
+    # a document without staging keeps the shape it had before staging existed
+    return value is None
+
+
 class JobDefinition(_Strict):
     """ARP's job definition: what to run. Only the launcher may be named as executable."""
 
@@ -122,12 +127,11 @@ class JobDefinition(_Strict):
     )
     run_as_user: ShortText | None = None
     stage_in: list[StageIn] | None = Field(
-        default=None, max_length=256,
+        default=None, max_length=256, exclude_if=_is_none,
         description="files copied into the job's work dir before submission")
     stage_out: list[StageOut] | None = Field(
-        default=None, max_length=256,
+        default=None, max_length=256, exclude_if=_is_none,
         description="files copied out of the job's work dir once it is DONE")
-
 
 class ControlDocument(_Strict):
     """ARP's control document: one job of a workflow."""
@@ -148,10 +152,11 @@ class ControlDocument(_Strict):
     )
     exit_code: StrictInt | None = None
     staged: list[StagedFile] | None = Field(
-        default=None, max_length=100_000, description="what staging moved (set by the JID)")
+        default=None, max_length=100_000, exclude_if=_is_none,
+        description="what staging moved (set by the JID)")
     staging_error: Annotated[str, StringConstraints(max_length=4096), Multiline] | None = \
-        Field(default=None, description="why staging failed (set by the JID)")
-
+        Field(default=None, exclude_if=_is_none,
+              description="why staging failed (set by the JID)")
 
 class Envelope(BaseModel, Generic[T]):
     """Every answer: ``success``, the ``value`` and, on failure, a readable ``error``."""

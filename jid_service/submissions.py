@@ -38,7 +38,6 @@ SUBMIT_TIMEOUT = 300.0
 SETTLE_INTERVAL = 5.0
 """How often a submission whose answer was lost is looked for at the backend."""
 OUTPUT_FIELDS = ("status", "tool_id", "raw_status", "exit_code", "staged", "staging_error")
-STAGING_FIELDS = ("stage_in", "stage_out")
 
 
 def stored_document(doc: ControlDocument) -> dict[str, Any]:
@@ -46,9 +45,6 @@ def stored_document(doc: ControlDocument) -> dict[str, Any]:
     data = doc.model_dump(mode="json", by_alias=True)
     for key in OUTPUT_FIELDS:
         data.pop(key, None)
-    for key in STAGING_FIELDS:
-        if data["def"].get(key) is None:
-            data["def"].pop(key, None)  # documents without staging keep their old shape
     return data
 
 
