@@ -309,8 +309,23 @@ class Follower:
             )
         return rows
 
+    def staging_lines(self) -> list[str]:
+        """One line per file a job's staging moved, and one per staging failure."""
+        by_task: dict[str, JobView] = {}
+        for view in self.jobs.values():
+            by_task[view.task] = view  # the latest try wins
+        lines = []
+        for task, view in sorted(by_task.items()):
+            for item in view.doc.get("staged") or []:
+                arrow = "in " if item.get("direction") == "in" else "out"
+                lines.append(f"{task}: staged {arrow} {item.get('path')} "
+                             f"({item.get('bytes')} bytes, sha256 {item.get('sha256')})")
+            if view.doc.get("staging_error"):
+                lines.append(f"{task}: {view.doc['staging_error']}")
+        return lines
+
     def print_summary(self) -> None:
-        """The final table: task, state, duration, Slurm/JID job id, job status."""
+        """The final table (task, state, duration, job id, job status), then what staging moved."""
         from rich.console import Console
         from rich.table import Table
 
@@ -319,5 +334,8 @@ class Follower:
             table.add_column(col)
         for row in self.summary_rows():
             table.add_row(*row)
-        Console(file=self.out.out, width=120, force_terminal=False).print(table)
+        console = Console(file=self.out.out, width=120, force_terminal=False)
+        console.print(table)
+        for line in self.staging_lines():
+            console.print(line, markup=False, highlight=False)
 
