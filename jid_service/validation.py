@@ -36,7 +36,9 @@ from jid_service.slurm_options import (
     is_flag,
     value_pattern,
 )
+from lute.extensions import MANAGED_TASKS_GROUP, ExtensionClashError
 from lute.managed_tasks import managed_task_names
+from lute.suggestions import did_you_mean
 
 LAUNCHER_NAME = "submit_slurm.sh"
 
@@ -53,8 +55,25 @@ class Parameters:
 
 
 def known_task_names() -> frozenset[str]:
-    """Managed-task names from ``lute.managed_tasks`` (without importing Task code)."""
-    return frozenset(managed_task_names())
+    """Managed-task names from ``lute.managed_tasks`` (without importing Task code).
+
+    Read per request (the listing is cached for seconds): a package installed
+    beside the JID adds its managed tasks without a restart.
+    """
+    try:
+        return frozenset(managed_task_names())
+    except ExtensionClashError as exc:
+        raise _reject(f"the installed packages disagree: {exc}") from None
+
+
+def _check_task_name(taskname: str) -> None:
+    known = known_task_names()
+    if taskname not in known:
+        raise _reject(
+            f"--taskname {taskname!r} is not a known managed task{did_you_mean(taskname, known)}"
+            f" (a package's managed tasks are found through its entry points, group "
+            f"{MANAGED_TASKS_GROUP}, installed where the JID runs)"
+        )
 
 
 def _reject(message: str) -> InvalidRequestError:
@@ -277,8 +296,7 @@ def read_parameters(parameters: str, settings: JIDSettings) -> Parameters:
         slurm.append(option)
     if taskname is None:
         raise _reject("--taskname is required in def.parameters")
-    if taskname not in known_task_names():
-        raise _reject(f"--taskname {taskname!r} is not a known managed task")
+    _check_task_name(taskname)
     if config is None:
         raise _reject("--config is required in def.parameters")
     return Parameters(

@@ -2,12 +2,15 @@
 
 Names map to ``module:Class`` strings so that listing Tasks (for the JID, for
 config validation, for error messages) never imports numpy or matplotlib.
+Other packages add Tasks through the entry-point group ``lute.tasks``
+(:mod:`lute.extensions`).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from lute.extensions import TASKS_GROUP, Registration, load, merged
 
 if TYPE_CHECKING:
     from lute.tasks.base import Task
@@ -26,16 +29,21 @@ TASKS: dict[str, str] = {
 }
 
 
+def registrations() -> dict[str, Registration]:
+    """Every Task: the built-in ones and those packages register (group ``lute.tasks``)."""
+    return merged(TASKS_GROUP, TASKS)
+
+
 def task_names() -> list[str]:
     """All known Task names."""
-    return sorted(TASKS)
+    return sorted(registrations())
 
 
 def task_class(name: str) -> type[Task]:
     """Import and return the class implementing Task ``name``."""
+    table = registrations()
     try:
-        target = TASKS[name]
+        registration = table[name]
     except KeyError:
-        raise KeyError(f"unknown Task {name!r}; known: {', '.join(task_names())}") from None
-    module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+        raise KeyError(f"unknown Task {name!r}; known: {', '.join(sorted(table))}") from None
+    return load(registration)  # type: ignore[return-value]

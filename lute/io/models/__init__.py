@@ -2,12 +2,15 @@
 
 Each Task has exactly one model. The modules holding them import only pydantic
 and the standard library, so validating a config never imports analysis code.
+Other packages add models through the entry-point group ``lute.task_models``
+(:mod:`lute.extensions`).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from lute.extensions import MODELS_GROUP, Registration, load, merged
 
 if TYPE_CHECKING:
     from lute.io.models.base import TaskParameters
@@ -26,13 +29,16 @@ _MODELS: dict[str, str] = {
 }
 
 
+def _models() -> dict[str, Registration]:
+    """The built-in models and those packages register (group ``lute.task_models``)."""
+    return merged(MODELS_GROUP, _MODELS)
+
+
 def model_for(task_name: str) -> type[TaskParameters]:
     """The parameter model of Task ``task_name`` (KeyError if there is none)."""
-    target = _MODELS[task_name]
-    module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    return load(_models()[task_name])  # type: ignore[return-value]
 
 
 def model_task_names() -> list[str]:
     """Task names that have a parameter model."""
-    return sorted(_MODELS)
+    return sorted(_models())
