@@ -2,8 +2,9 @@
 
 1. Start-up overhead: median wall time of ``lute-run-task`` on a no-op Task
    (``Sleeper`` with ``seconds: 0``: config parsing, validation, DB record,
-   Task subprocess, result, DB update) minus the median of
-   ``python -c "import lute"``. Target: <= 0.3 s.
+   Task process, result, DB update) minus the median of
+   ``python -c "import lute"``. Target: <= 0.2 s. For information, the same
+   no-op with the Task started in a new interpreter instead of forked.
 2. IPC throughput: a separate process hands a 100 MB result to this one
    exactly as a Task process does (``send_result``: large payloads are
    written once to their payload file and handed over by path, then checked),
@@ -33,6 +34,8 @@ from pathlib import Path
 import yaml
 
 from lute.execution.ipc import Channel, handed_over_payload, payload_path, socket_pair
+
+TARGET_S = 0.2
 
 # the Task side of the channel, exactly as lute.execution.child sends a result
 SENDER = textwrap.dedent(
@@ -157,22 +160,29 @@ def main() -> int:
         folder = Path(tmp)
         config = write_config(folder, args.mbytes)
         work = folder / "work"
-        baseline, noop = [], []
+        baseline, noop, spawned = [], [], []
         run_task = [sys.executable, "-m", "lute.run_task", "-c", str(config)]
+        spawn_env = dict(env, LUTE_TASK_PROCESS="spawn")
         timed([sys.executable, "-c", "import lute"], env)  # warm the page cache
         timed([*run_task, "-t", "Sleeper"], env)
-        for _ in range(args.runs):  # interleaved so drift hits both alike
+        for _ in range(args.runs):  # interleaved so drift hits all alike
             baseline.append(timed([sys.executable, "-c", "import lute"], env))
             noop.append(timed([*run_task, "-t", "Sleeper"], env))
+            spawned.append(timed([*run_task, "-t", "Sleeper"], spawn_env))
         base_med, noop_med = statistics.median(baseline), statistics.median(noop)
+        spawn_med = statistics.median(spawned)
         overhead = noop_med - base_med
         print(
             f"start-up: median lute-run-task no-op {noop_med:.3f} s, "
             f"median python -c 'import lute' {base_med:.3f} s"
         )
         print(
-            f"  overhead (difference) = {overhead:.3f} s  (target <= 0.300 s: "
-            f"{'met' if overhead <= 0.3 else 'NOT met'})"
+            f"  overhead (difference) = {overhead:.3f} s  (target <= {TARGET_S:.3f} s: "
+            f"{'met' if overhead <= TARGET_S else 'NOT met'})"
+        )
+        print(
+            f"info: the same no-op with the Task in a new interpreter (LUTE_TASK_PROCESS=spawn):"
+            f" median {spawn_med:.3f} s, overhead {spawn_med - base_med:.3f} s"
         )
 
         ipc, plain, stream = [], [], []
@@ -209,7 +219,7 @@ def main() -> int:
             f"info: log relay latency over {len(lat)} lines: median "
             f"{statistics.median(lat) * 1000:.1f} ms, max {max(lat) * 1000:.1f} ms"
         )
-    return 0 if overhead <= 0.3 and ratio >= 0.5 else 1
+    return 0 if overhead <= TARGET_S and ratio >= 0.5 else 1
 
 
 if __name__ == "__main__":

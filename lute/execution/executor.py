@@ -10,48 +10,23 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_TIMEDOUT = 124
+from lute.execution.outcome import EXIT_CONFIG, EXIT_OK, ChildState, Outcome, outcome_of
+
+if TYPE_CHECKING:
+    from lute.execution.task_process import TaskProcess
+    from lute.io.config import TaskConfig
+    from lute.io.db import ResultsDB
+    from lute.io.models.base import TaskParameters
+
 KILL_GRACE_S = 5.0
 PAYLOAD_DIR = "lute_payloads"
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-@dataclass
-class Outcome:
-    """How one execution ended."""
-
-    status: str
-    exit_code: int
-    run_id: int | None = None
-    error: str | None = None
-    summary: dict[str, Any] | None = None
-    outputs: dict[str, Any] | None = None
-    payload_path: str | None = None
-    payload_bytes: int | None = None
-    skipped: bool = False
-
-
-@dataclass
-class _ChildState:
-    """What the receiver thread collected from the child."""
-
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    payload_path: Path | None = None
-    payload_bytes: int = 0
-    channel_error: str | None = None
-    messages: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Executor:
@@ -69,7 +44,7 @@ class Executor:
         self._prefix = task_name
         self._cancel_signal: int | None = None
         self._kill_at: float | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: TaskProcess | None = None
         self._out_lock = threading.Lock()
 
     def update_environment(self, env: dict[str, str]) -> None:
@@ -92,8 +67,9 @@ class Executor:
         out: IO[str] | None = None,
     ) -> Outcome:
         """Validate, run and record the Task; the Outcome's exit_code is the CLI's."""
+        from lute.execution.task_process import start_method
         from lute.io.config import ConfigError, load_config
-        from lute.io.db import ResultsDB, params_hash
+        from lute.io.db import ResultsDB
         from lute.io.validation import validate_parameters
 
         self._out = out or sys.stdout
@@ -102,12 +78,31 @@ class Executor:
         self._kill_at = None
         try:
             config = load_config(config_path)
-            db = ResultsDB.for_work_dir(config.work_dir)
-            params = validate_parameters(config, self.task_name, env_updates=self._env, db=db)
         except ConfigError as exc:
-            self.say(f"configuration error: {exc}")
-            self.say("nothing was run or recorded")
-            return Outcome("CONFIG_ERROR", EXIT_CONFIG, error=str(exc))
+            return self._not_run(str(exc))
+        with ResultsDB.for_work_dir(config.work_dir) as db:
+            try:
+                params = validate_parameters(config, self.task_name, env_updates=self._env, db=db)
+            except ConfigError as exc:
+                return self._not_run(str(exc))
+            try:
+                method = start_method({**os.environ, **self._env})
+            except ValueError as exc:
+                return self._not_run(str(exc))
+            return self._run_recorded(config, db, params, method, debug=debug, skip_done=skip_done)
+
+    def _run_recorded(
+        self,
+        config: TaskConfig,
+        db: ResultsDB,
+        params: TaskParameters,
+        method: str,
+        *,
+        debug: bool,
+        skip_done: bool,
+    ) -> Outcome:
+        from lute.io.db import params_hash
+
         header = config.header
         values = params.model_dump(mode="json")
         if debug:
@@ -168,7 +163,7 @@ class Executor:
                 config.work_dir / PAYLOAD_DIR / f"run{run_id:06d}_{self.task_name}"
             ),
         }
-        outcome = self._run_child(init, config.work_dir, run_id, header.task_timeout)
+        outcome = self._run_child(init, config.work_dir, run_id, header.task_timeout, method)
         payload_rel = None
         if outcome.payload_path:
             payload_rel = os.path.relpath(outcome.payload_path, config.work_dir)
@@ -190,6 +185,11 @@ class Executor:
             self.say(f"Task {self.task_name} {outcome.status}: {outcome.error}")
         return outcome
 
+    def _not_run(self, error: str) -> Outcome:
+        self.say(f"configuration error: {error}")
+        self.say("nothing was run or recorded")
+        return Outcome("CONFIG_ERROR", EXIT_CONFIG, error=error)
+
     # ------------------------------------------------------------ logging
     def say(self, text: str) -> None:
         """Write executor lines to the log, prefixed like the Task's own."""
@@ -200,28 +200,24 @@ class Executor:
 
     # --------------------------------------------------------- subprocess
     def _run_child(
-        self, init: dict[str, Any], work_dir: Path, run_id: int, timeout: float | None
+        self,
+        init: dict[str, Any],
+        work_dir: Path,
+        run_id: int,
+        timeout: float | None,
+        method: str,
     ) -> Outcome:
         from lute.execution.ipc import Channel, socket_pair
+        from lute.execution.task_process import start_task_process
 
         parent_sock, child_sock = socket_pair()
         env = os.environ.copy()
         env.update(self._env)
         env["PYTHONUNBUFFERED"] = "1"
-        argv = [sys.executable, "-u", "-m", "lute.execution.child", str(child_sock.fileno())]
         previous = self._install_handlers()
         try:
             try:
-                proc = subprocess.Popen(
-                    argv,
-                    pass_fds=(child_sock.fileno(),),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    cwd=work_dir,
-                    env=env,
-                    start_new_session=True,
-                )
+                proc = start_task_process(child_sock.fileno(), work_dir, env, method)
             finally:
                 child_sock.close()
             self._proc = proc
@@ -229,7 +225,7 @@ class Executor:
             if self._cancel_signal is not None:
                 self._signal_group(signal.SIGTERM)
             channel = Channel(parent_sock)
-            state = _ChildState()
+            state = ChildState()
             relay = threading.Thread(target=self._relay, args=(proc.stdout,), daemon=True)
             receiver = threading.Thread(
                 target=self._receive, daemon=True, args=(channel, state, work_dir, run_id)
@@ -253,9 +249,9 @@ class Executor:
             self._restore_handlers(previous)
             parent_sock.close()
             self._proc = None
-        return self._outcome(proc.returncode, state, timed_out, timeout)
+        return outcome_of(proc.returncode, state, self._cancel_signal, timed_out, timeout)
 
-    def _wait(self, proc: subprocess.Popen[bytes], timeout: float | None) -> bool:
+    def _wait(self, proc: TaskProcess, timeout: float | None) -> bool:
         done = threading.Event()
 
         def reap() -> None:
@@ -332,7 +328,7 @@ class Executor:
                     self._out.flush()
         stream.close()
 
-    def _receive(self, channel: Any, state: _ChildState, work_dir: Path, run_id: int) -> None:
+    def _receive(self, channel: Any, state: ChildState, work_dir: Path, run_id: int) -> None:
         from lute.execution.ipc import ChannelClosedError, handed_over_payload, payload_path
 
         prefix = work_dir / PAYLOAD_DIR / f"run{run_id:06d}_{self.task_name}"
@@ -365,43 +361,3 @@ class Executor:
                         state.channel_error = f"result payload rejected: {exc}"
             elif kind == "error":
                 state.error = frame.message
-
-    def _outcome(
-        self, returncode: int | None, state: _ChildState, timed_out: bool, timeout: float | None
-    ) -> Outcome:
-        rc = -1 if returncode is None else returncode
-        result = state.result or {}
-        common: dict[str, Any] = {
-            "summary": result.get("summary"),
-            "outputs": result.get("outputs"),
-            "payload_path": str(state.payload_path) if state.payload_path else None,
-            "payload_bytes": state.payload_bytes or None,
-        }
-        if self._cancel_signal is not None:
-            name = signal.Signals(self._cancel_signal).name
-            return Outcome(
-                "CANCELLED",
-                128 + self._cancel_signal,
-                error=f"cancelled by {name} (forwarded to the Task)",
-                **common,
-            )
-        if timed_out:
-            return Outcome(
-                "TIMEDOUT",
-                EXIT_TIMEDOUT,
-                error=f"killed after task_timeout of {timeout:g} s",
-                **common,
-            )
-        if rc == 0 and state.result is not None and not state.channel_error:
-            return Outcome("COMPLETED", EXIT_OK, **common)
-        if state.error is not None:
-            error = str(state.error.get("error"))
-        elif state.channel_error:
-            error = state.channel_error
-        elif rc < 0:
-            error = f"Task process killed by {signal.Signals(-rc).name}"
-        elif rc == 0:
-            error = "Task process exited without sending a result"
-        else:
-            error = f"Task process exited with code {rc}"
-        return Outcome("FAILED", EXIT_FAILED, error=error, **common)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -69,6 +71,11 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def _owner() -> tuple[int, int]:
+    """Who may use a connection: sqlite3 connections belong to one process and thread."""
+    return os.getpid(), threading.get_ident()
+
+
 @dataclass(frozen=True)
 class TaskRun:
     """One row of ``task_runs``."""
@@ -124,21 +131,50 @@ class TaskRun:
 
 
 class ResultsDB:
-    """Access to ``<work_dir>/lute.db``. Opens a short-lived connection per operation."""
+    """Access to ``<work_dir>/lute.db`` through one connection, opened at first use.
+
+    The connection is kept for the instance's life (or until :meth:`close`):
+    outside a write it holds no lock, so parallel writers are unaffected. A
+    copy of the instance in a forked process, or in another thread, opens its
+    own.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._owner: tuple[int, int] | None = None
         with self._connect() as conn:
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # creating the schema is a write; a DB that has it needs no lock
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @classmethod
     def for_work_dir(cls, work_dir: str | Path) -> ResultsDB:
         """The DB of a work directory."""
         return cls(Path(work_dir) / DB_NAME)
 
+    def close(self) -> None:
+        """Close the connection; the next operation opens a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None and self._owner == _owner():
+            conn.close()
+
+    def __enter__(self) -> ResultsDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        if self._conn is None or self._owner != _owner():
+            self._conn = self._open()
+            self._owner = _owner()
+        yield self._conn
+
+    def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
@@ -154,9 +190,10 @@ class ResultsDB:
                         raise
                     time.sleep(0.05 * (1 + attempt % 5))
             conn.execute("PRAGMA synchronous = NORMAL")
-            yield conn
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        return conn
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

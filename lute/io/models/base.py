@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo
 class TaskParameters(BaseModel):
     """Parameters of one Task. Unknown keys are errors, so typos are caught."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # built at first use: a run validates one Task's model, not every model of its module
+    model_config = ConfigDict(extra="forbid", validate_default=True, defer_build=True)
 
 
 def context_of(info: ValidationInfo) -> dict[str, Any]:
