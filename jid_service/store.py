@@ -231,15 +231,13 @@ class JobStore:
                        error: str | None = None) -> None:
         """Add what staging moved (and why it failed) to the job's stored document."""
         with self._session.begin() as s:
-            row = s.get(JobRow, job_id, with_for_update=True)
-            if row is None:
-                return
-            document = json.loads(row.document)
-            document["staged"] = [*(document.get("staged") or []), *staged]
-            if error is not None:
-                document["staging_error"] = error
-            row.document = json.dumps(document, separators=(",", ":"))
-            row.updated_at = time.time()
+            if (row := s.get(JobRow, job_id, with_for_update=True)) is not None:
+                document = json.loads(row.document)
+                document["staged"] = [*(document.get("staged") or []), *staged]
+                if error is not None:
+                    document["staging_error"] = error
+                row.document = json.dumps(document, separators=(",", ":"))
+                row.updated_at = time.time()
 
     def drop_claim(self, job_id: str) -> None:
         """Forget a claim whose submission failed, so that a retry submits again."""
