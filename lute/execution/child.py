@@ -1,9 +1,12 @@
-"""The Task subprocess: ``python -m lute.execution.child FD``.
+"""The Task process: ``python -m lute.execution.child FD``, or :func:`main` in a fork.
 
-Reads its parameters from the channel on file descriptor FD, runs the Task's
+The Executor forks and calls :func:`main` where it can, else starts this
+module in a new interpreter (:mod:`lute.execution.task_process`). Reads its
+parameters from the channel on file descriptor FD, runs the Task's
 lifecycle, and sends back either a result (with an optional binary payload)
 or an error. Log output goes to stdout/stderr, which the Executor relays.
-Does not import pydantic: parameters arrive already validated.
+Started in a new interpreter it does not import pydantic: parameters arrive
+already validated.
 """
 
 from __future__ import annotations
