@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jid_service.errors import InvalidRequestError
+from jid_service.host_paths import under_any
 
 FILE_PREFIX = "FILE:"
 _CACHE_TYPE = re.compile(r"^[A-Z]+:")
@@ -53,15 +54,9 @@ def check_kerberos_cache(raw: str, roots: Sequence[Path]) -> str:
         raise InvalidRequestError(f"{what}: no such cache file") from None
     if not stat.S_ISREG(info.st_mode):
         raise InvalidRequestError(f"{what}: the cache is not a regular file")
-    if not any(_is_under(resolved, root) for root in roots):
+    if not under_any(resolved, roots):
         raise InvalidRequestError(f"{what}: the cache is not under a Kerberos cache root")
     if info.st_uid != os.getuid():
         raise InvalidRequestError(f"{what}: the cache is not owned by the JID's account")
     return f"{FILE_PREFIX}{resolved}"
 
-
-def _is_under(path: Path, root: Path) -> bool:
-    try:
-        return path.is_relative_to(root.resolve())
-    except (OSError, RuntimeError):
-        return False

@@ -22,6 +22,7 @@ from jid_service.backends.base import StagingFailed, SubmitSpec
 from jid_service.backends.staging_files import StageInItem, StageOutItem
 from jid_service.context import ServicePart
 from jid_service.errors import InvalidRequestError
+from jid_service.host_paths import under_any
 from jid_service.models import JobDefinition, StagedFile
 from jid_service.settings import JIDSettings
 from jid_service.validation import check_config_path
@@ -59,7 +60,7 @@ def _under_roots(raw: str, what: str, roots: tuple[Path, ...], *, must_exist: bo
         raise InvalidRequestError(f"{what}: {raw!r} is not a file")
     if not must_exist and resolved.exists() and not resolved.is_dir():
         raise InvalidRequestError(f"{what}: {raw!r} is not a directory")
-    if not any(resolved.is_relative_to(root) for root in roots):
+    if not under_any(resolved, roots):
         raise InvalidRequestError(f"{what}: {raw!r} is not under a staging root")
     return resolved
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from jid_service.backends.base import SubmitSpec
 from jid_service.errors import InvalidRequestError
+from jid_service.host_paths import under_any
 from jid_service.kerberos_cache import check_kerberos_cache
 from jid_service.models import ControlDocument
 from jid_service.settings import JIDSettings
@@ -134,13 +135,8 @@ def check_config_path(raw: str, settings: JIDSettings) -> Path:
         raise _reject(f"--config {raw!r} does not exist") from None
     if not resolved.is_file():
         raise _reject(f"--config {raw!r} is not a file")
-    for root in settings.allowed_config_roots:
-        try:
-            root_resolved = root.resolve()
-        except (OSError, RuntimeError):
-            continue
-        if resolved.is_relative_to(root_resolved):
-            return resolved
+    if under_any(resolved, settings.allowed_config_roots):
+        return resolved
     raise _reject(f"--config {raw!r} is not under an allowed config root")
 
 
