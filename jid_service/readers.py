@@ -13,12 +13,13 @@ from typing import Any
 from jid_service.auth import Principal
 from jid_service.backend_call import call_backend
 from jid_service.context import JobContext, ServicePart
+from jid_service.done_steps import SCAN, DoneStep, config_mtime, reusable, run_of
 from jid_service.errors import NotFoundError, OverloadedError
 from jid_service.log_text import utf8_tail
 from jid_service.models import ControlDocument, LogSlice, TaskDuration
 from jid_service.poller import Poller
 from jid_service.store import JobRecord
-from jid_service.validation import check_document_experiment
+from jid_service.validation import check_document_experiment, read_parameters
 from lute.job_status import JobStatus
 
 MAX_WAITERS = 1000
@@ -151,3 +152,19 @@ class Readers(ServicePart):
                                             doc.definition.parameters)
         return TaskDuration(task=task, runs=len(durations),
                             median_seconds=statistics.median(durations) if durations else None)
+
+    async def done_job(self, principal: Principal, experiment: str,
+                       doc: ControlDocument) -> DoneStep:
+        """The newest earlier DONE job of the step ``doc`` describes, with its log; or none."""
+        principal.require_experiment(experiment)
+        check_document_experiment(doc, experiment)
+        parameters = read_parameters(doc.definition.parameters, self.settings)
+        modified = await asyncio.to_thread(config_mtime, parameters.config)
+        records = await asyncio.to_thread(self.store.query, principal.experiments, experiment,
+                                          None, JobStatus.DONE.value, SCAN, True)
+        found = reusable(reversed(records), principal, name=doc.definition.name,
+                         parameters=doc.definition.parameters, run=run_of(doc.run_num),
+                         config_modified=modified)
+        if found is None:
+            return DoneStep(job=None)
+        return DoneStep(job=found.to_document(), log=await self.whole_log(found))

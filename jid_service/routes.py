@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from jid_service.answers import failure, ok, retry_after_header
 from jid_service.auth import Authenticator, Principal, issue_token
+from jid_service.done_steps import DoneStep
 from jid_service.errors import ForbiddenError, InvalidRequestError
 from jid_service.models import (
     EXPERIMENT_PATTERN,
@@ -176,6 +177,24 @@ async def typical_duration(
     The operator uses it to defer at once a step that usually runs long.
     """
     return ok((await service.readers.typical_duration(principal, experiment, doc)).model_dump())
+
+
+@router.post(
+    "/{experiment}/done_job",
+    response_model=Envelope[DoneStep],
+    responses=_errors(400, 401, 403, 422, 503),
+    summary="An earlier DONE job of this step that a rerun may reuse",
+)
+async def done_job(
+    experiment: ExperimentPath, doc: ControlDocument, service: ServiceDep, principal: PrincipalDep
+) -> Response:
+    """The newest DONE job with the document's experiment, run, ``def.name`` and
+    ``def.parameters``, submitted after its config file last changed, and its log
+    (``job`` null when there is none); nothing is submitted.
+
+    The operator asks it before submitting when the run's conf has ``jid_skip_done``.
+    """
+    return ok((await service.readers.done_job(principal, experiment, doc)).model_dump())
 
 
 @router.post(

@@ -255,6 +255,11 @@ class JIDEndpoints:
         return Call("POST", path, doc, retried=False, decode=_median_seconds)
 
     @_Endpoint
+    def done_job(self, doc: ControlDocument) -> Call[dict[str, Any]]:
+        """An earlier DONE job of ``doc``'s step to reuse: ``{"job": doc or None, "log": str}``."""
+        return Call("POST", self._experiment_path(doc, "done_job"), doc)
+
+    @_Endpoint
     def wait(self, docs: Sequence[ControlDocument], timeout: float) -> Call[list[ControlDocument]]:
         """Long-poll until any status differs from the one sent, or ``timeout`` (<= 60 s)."""
         timeout = max(0.0, min(timeout, MAX_WAIT_SECONDS))

@@ -32,6 +32,7 @@ from airflow.triggers.base import StartTriggerArgs
 
 from lute.airflow.client import JIDClient, JIDError, JIDUnavailableError, RetryPolicy
 from lute.airflow.control_document import ControlDocumentError, StepIdentity, managed_task_name
+from lute.airflow.done_reuse import ReusedJob, reused_job
 from lute.airflow.hook import JIDEndpoint, JIDHook, conn_id_for_run
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
 from lute.airflow.job_wait import (
@@ -48,6 +49,7 @@ from lute.airflow.step_conf import (
     deferrable_for,
     inline_wait,
     is_dry_run,
+    skips_done,
 )
 from lute.airflow.step_options import StepOptions
 from lute.airflow.step_outcome import failure_message, job_log_text, task_log_lines
@@ -224,6 +226,9 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
         with self._client(conf) as client:
             if is_dry_run(conf):
                 return self._dry_run(client, doc, context)
+            task = self.lute_task_id
+            if skips_done(conf) and (reused := reused_job(client, doc, task, self.log)):
+                return reused.finish(task, self.log, context["ti"])
             if deferrable_for(conf, self.deferrable):
                 return self.execute_async(context, client, doc, conf)
             return self.execute_sync(context, client, doc)
@@ -322,6 +327,9 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
             return self._resume_without_job(context, conf, event)
         job = event.get("job") or {}
         self._job = job
+        if event.get("status") == "reused":
+            return ReusedJob(job, str(event.get("log") or "")).finish(
+                self.lute_task_id, self.log, context["ti"])
         if event.get("status") == "rendered":
             self._push_rendering(event.get("rendering") or {}, context)
             return None

@@ -13,6 +13,9 @@ DEFERRABLE_CONF_KEY = "jid_deferrable"
 DEFER_AFTER_CONF_KEY = "jid_defer_after"
 """A run's conf may set this (seconds, >= 0) to override ``defer_after``."""
 
+SKIP_DONE_CONF_KEY = "jid_skip_done"
+"""A run's conf sets this true (``lute-launch-airflow --skip-done``) to reuse earlier DONE jobs."""
+
 LONG_STEP_MARGIN = 5.0
 """A managed task whose recent jobs took ``defer_after`` + this many seconds or more
 defers at once: waiting in the worker first would only hold a slot."""
@@ -28,6 +31,11 @@ def truthy(value: Any) -> bool:
 def is_dry_run(conf: Mapping[str, Any]) -> bool:
     """True if the run only asks the JID to render its submissions."""
     return truthy(conf.get("dryrun"))
+
+
+def skips_done(conf: Mapping[str, Any]) -> bool:
+    """True if the run reuses a step's earlier DONE job instead of submitting it again."""
+    return truthy(conf.get(SKIP_DONE_CONF_KEY))
 
 
 def deferrable_for(conf: Mapping[str, Any], default: bool) -> bool:

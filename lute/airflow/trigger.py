@@ -44,12 +44,13 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from lute.airflow.client import AsyncJIDClient, JIDError, JIDUnavailableError, RetryPolicy
 from lute.airflow.control_document import StepIdentity
+from lute.airflow.done_reuse import ReusedJob, areused_job
 from lute.airflow.hook import JIDEndpoint, JIDHook, conn_id_for_run
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
 from lute.airflow.job_wait import followed, has_ended, outage_message
 from lute.airflow.retry_policy import NO_RETRY
 from lute.airflow.shared_wait import WaiterKey, shared_waiter
-from lute.airflow.step_conf import conf_token, is_dry_run
+from lute.airflow.step_conf import conf_token, is_dry_run, skips_done
 from lute.airflow.step_options import StepOptions
 from lute.airflow.step_outcome import task_log_lines
 
@@ -241,6 +242,11 @@ class JIDJobTrigger(BaseTrigger):
         try:
             if is_dry_run(conf):
                 raise _Ended(await self._rendered_event(client, doc))
+            if skips_done(conf):
+                name = doc.get("def", {}).get("name", "?")
+                reused = await areused_job(client, doc, name, self.log)
+                if reused is not None:
+                    raise _Ended(await self._reused_event(reused, name))
             job = await client.start_job(doc)
         except JIDError as exc:
             raise _Ended(_error(str(exc), doc)) from exc
@@ -260,6 +266,17 @@ class JIDJobTrigger(BaseTrigger):
                 self.log.info("%s", text)
                 return TaskSuccessEvent()
         return TriggerEvent({"status": "rendered", "rendering": rendering, "job": doc})
+
+    async def _reused_event(self, reused: ReusedJob, task: str) -> TriggerEvent:
+        """End the task here with the earlier job's log and id, else hand it to the worker."""
+        if self.end_from_trigger:
+            xcoms: dict[str, Any] = {"log": reused.log}
+            if self.push_return_value:
+                xcoms["return_value"] = reused.job.get("tool_id")
+            if await self._push_xcoms(xcoms):
+                reused.report(task, self.log)
+                return TaskSuccessEvent()
+        return TriggerEvent({"status": "reused", "job": reused.job, "log": reused.log})
 
     async def _wait_for_end(self, endpoint: JIDEndpoint, job: dict[str, Any]) -> dict[str, Any]:
         """Wait until the job has ended, riding out JID outages.

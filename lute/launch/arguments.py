@@ -37,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run", action="store_true", help="render every job's submission, submit nothing"
     )
+    parser.add_argument(
+        "--skip-done",
+        action="store_true",
+        help="reuse each step's earlier DONE job (same experiment, run, managed task, "
+        "parameters and unchanged config) instead of submitting it again",
+    )
     parser.add_argument("--airflow-url", help="Airflow base URL (overrides the user config)")
     parser.add_argument(
         "--parse-timeout",

@@ -112,4 +112,6 @@ def build_conf(
     }
     if authorization is None:
         del conf["Authorization"]
+    if getattr(args, "skip_done", False):
+        conf["jid_skip_done"] = True  # read by the operator (lute.airflow.step_conf)
     return conf
