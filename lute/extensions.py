@@ -25,7 +25,7 @@ TASKS_GROUP = "lute.tasks"
 MODELS_GROUP = "lute.task_models"
 MANAGED_TASKS_GROUP = "lute.managed_tasks"
 BUILT_IN = "lute (built in)"
-CACHE_SECONDS = 2.0
+CACHE_SECONDS = 5.0
 """How long a listing of a group is reused before the metadata is read again."""
 
 
