@@ -9,7 +9,6 @@ identical run COMPLETED); 2 for an unknown managed task or a config error
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 
 EXIT_USAGE = 2
@@ -39,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         executor = get_managed_task(args.taskname)
     except KeyError:
+        import difflib  # only for this message: not imported on every run
+
         names = managed_task_names()
         close = difflib.get_close_matches(args.taskname, names, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
