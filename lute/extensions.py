@@ -19,7 +19,6 @@ import importlib
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 
 TASKS_GROUP = "lute.tasks"
 MODELS_GROUP = "lute.task_models"
@@ -48,6 +47,9 @@ _cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Registration]]]
 
 
 def _read(group: str) -> dict[str, Registration]:
+    # imported here: lute-run-task's start-up need not pay for it before a lookup
+    from importlib import metadata
+
     found: dict[str, Registration] = {}
     for entry in metadata.entry_points(group=group):
         package = entry.dist.name if entry.dist is not None else "(unknown distribution)"
