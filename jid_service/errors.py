@@ -20,14 +20,6 @@ class JIDError(Exception):
         self.message = message
         self.retry_after = retry_after
 
-    @property
-    def status_code(self) -> int:
-        """The HTTP status this refusal is answered with (looked up in the one table)."""
-        # imported here: the table names these classes, so it imports this module
-        from jid_service.answers import status_of
-
-        return status_of(self)
-
 
 class UnauthenticatedError(JIDError):
     """No token, or one that is invalid or expired."""

@@ -15,12 +15,25 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jid_service.backends.errors import (
+    BackendError,
+    BackendUnavailable,
+    StagingFailed,
+    SubmissionOutcomeUnknown,
+    SubmissionRejected,
+)
+from jid_service.backends.staging_files import StageInItem, StageOutItem, copy_in, copy_out
 from jid_service.log_text import LogChunk
 from lute.job_status import JobStatus
 
 if TYPE_CHECKING:
-    from jid_service.backends.staging_files import StageInItem, StageOutItem
     from jid_service.models import StagedFile
+
+__all__ = [
+    "Backend", "BackendConfig", "BackendError", "BackendJobState", "BackendUnavailable",
+    "Rendering", "StagingFailed", "SubmissionOutcomeUnknown", "SubmissionRejected",
+    "SubmitSpec", "Submitted",
+]
 
 
 class BackendConfig(BaseModel):
@@ -87,38 +100,6 @@ class Rendering(BaseModel):
     script: str | None = None
 
 
-class BackendError(Exception):
-    """A backend failed in a way the caller can act on."""
-
-
-class BackendUnavailable(BackendError):  # noqa: N818 - public name other parts use
-    """The scheduler or gateway cannot be reached now; retry later (HTTP 503)."""
-
-    def __init__(self, message: str, retry_after: float = 5.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class SubmissionRejected(BackendError):  # noqa: N818 - public name other parts use
-    """The scheduler refused the job (HTTP 422): nothing was submitted."""
-
-
-class SubmissionOutcomeUnknown(BackendUnavailable):
-    """A submission went out, its answer was lost and the job is not listed (yet).
-
-    Sending it again could start the job twice: the claim is kept, and
-    :meth:`Backend.find_submitted` settles it later (the job is adopted once
-    it is listed; a claim it can show was never submitted is dropped).
-    """
-
-
-class StagingFailed(BackendError):  # noqa: N818 - public name other parts use
-    """A file could not be staged (missing, unreadable, refused by the gateway).
-
-    Before a submission it refuses the job (HTTP 422); after the job it fails it.
-    """
-
-
 class Backend(abc.ABC):
     """Submit, poll, read logs of and cancel managed-task jobs."""
 
@@ -177,13 +158,11 @@ class Backend(abc.ABC):
         The default copies on the shared file system, each file through a
         temporary name and a rename.
         """
-        from jid_service.backends.staging_files import copy_in
 
         return await asyncio.to_thread(copy_in, Path(work_dir), list(items))
 
     async def stage_out(self, work_dir: str, items: Sequence[StageOutItem]) -> list[StagedFile]:
         """Copy the files the globs match in ``work_dir`` to their targets (as stage_in)."""
-        from jid_service.backends.staging_files import copy_out
 
         return await asyncio.to_thread(copy_out, Path(work_dir), list(items))
 

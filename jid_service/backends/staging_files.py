@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from jid_service.backends.base import StagingFailed
+from jid_service.backends.errors import StagingFailed
 from jid_service.models import StagedFile
 
 CHUNK = 1024 * 1024

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from jid_service.answers import status_of
 from jid_service.errors import InvalidRequestError
 from jid_service.models import ControlDocument
 from jid_service.settings import JIDSettings
@@ -95,7 +96,7 @@ def test_rejected_parameters(settings: JIDSettings, config_root: Path, extra: st
                              named: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
         parse_parameters(_params(config_root, extra), settings)
-    assert info.value.status_code == 422
+    assert status_of(info.value) == 422
     assert named in info.value.message
 
 
@@ -155,7 +156,7 @@ def test_config_path_rules(settings: JIDSettings, config_root: Path, tmp_path: P
     for raw, message in cases.items():
         with pytest.raises(InvalidRequestError) as info:
             check_config_path(raw, settings)
-        assert info.value.status_code == 422
+        assert status_of(info.value) == 422
         assert message in info.value.message, raw
 
 
@@ -186,7 +187,7 @@ def test_accepted_executables(settings: JIDSettings, executable: str) -> None:
 def test_rejected_executables(settings: JIDSettings, executable: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
         check_executable(executable, settings)
-    assert info.value.status_code == 422
+    assert status_of(info.value) == 422
     assert "def.executable" in info.value.message
 
 
