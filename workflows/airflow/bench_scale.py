@@ -18,6 +18,15 @@ from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import DAG, TaskGroup
 
 from lute.airflow.operator import JIDSlurmOperator
+from lute.airflow.trigger_end import EndFromTriggerOption
+
+
+class _Sensor(EndFromTriggerOption, DateTimeSensorAsync):
+    """The baseline sensor, ending from its trigger where Airflow allows it, as our steps do.
+
+    With listener plugins Airflow refuses a DAG whose tasks end from the
+    trigger; this sensor then ends in the worker, so the DAG file still parses.
+    """
 
 dag_id = f"lute_{Path(__file__).stem}"
 STEPS = int(os.environ.get("LUTE_BENCH_SCALE_STEPS", "50"))
@@ -48,7 +57,7 @@ with DAG(
     **_COMMON,
 ) as dag_sensors:
     for index in range(1, STEPS + 1):
-        DateTimeSensorAsync(
+        _Sensor(
             task_id=f"t{index:03d}",
             end_from_trigger=True,  # as the Sleeper steps end theirs
             target_time=(
