@@ -77,6 +77,7 @@ def _open_files() -> dict[int, str]:
 @pytest.fixture
 def probe(monkeypatch: pytest.MonkeyPatch) -> Executor:
     """An Executor of the probe Task (visible to forked Task processes only)."""
+    import lute.execution.task_process
     import lute.io.validation
     import lute.tasks.registry
 
@@ -92,6 +93,9 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> Executor:
         lambda name: Probe if name == "Probe" else real_class(name),
     )
     monkeypatch.setenv(START_ENV, "fork")
+    # these tests are about the forked process: a thread another test left
+    # idle in this pytest process must not turn the fork into a spawn
+    monkeypatch.setattr(lute.execution.task_process, "fork_is_safe", lambda: True)
     executor = Executor("Probe")
     executor.update_environment({"PROBE_VAR": "from the executor"})
     return executor
@@ -217,7 +221,14 @@ def test_cli_task_process_and_sigterm(method, make_config, tmp_path):
 
 
 def test_start_method_falls_back_to_a_new_interpreter_while_threads_run():
-    assert start_method({}) == "fork"
+    # a fresh interpreter has one thread: fork (this pytest process may hold
+    # threads other tests left behind)
+    fresh = subprocess.run(
+        [sys.executable, "-c",
+         "from lute.execution.task_process import start_method; print(start_method({}))"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert fresh.stdout.strip() == "fork"
     assert start_method({START_ENV: "spawn"}) == "spawn"
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
