@@ -18,7 +18,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from uvicorn.logging import AccessFormatter
 
 from jid_service.access_log import ACCESS_LOGGER, PathOnly, uvicorn_log_config
-from jid_service.answers import answer
+from jid_service.answers import answer, status_of
 from jid_service.errors import InvalidRequestError
 from jid_service.settings import JIDSettings
 from jid_service.validation import check_config_path, check_executable, parse_parameters
@@ -58,7 +58,7 @@ def test_validation_refuses_control_characters_in_executable(settings: JIDSettin
     """The checker refuses them itself, whoever calls it (no ValueError from the OS)."""
     with pytest.raises(InvalidRequestError) as info:
         check_executable(executable, settings)
-    assert info.value.status_code == 422
+    assert status_of(info.value) == 422
     assert "def.executable" in info.value.message
 
 
@@ -84,7 +84,7 @@ async def test_executable_through_a_symlink_loop_is_422(client, auth, doc, setti
 def test_config_path_refusals(settings: JIDSettings, raw: str, named: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
         check_config_path(raw, settings)
-    assert info.value.status_code == 422
+    assert status_of(info.value) == 422
     assert "--config" in info.value.message and named in info.value.message
 
 
@@ -157,7 +157,7 @@ def test_non_ascii_digits_in_slurm_values(settings: JIDSettings, config_root: Pa
     params = f"--taskname Tester --config {config_root / 'test.yaml'} {extra}"
     with pytest.raises(InvalidRequestError) as info:
         parse_parameters(params, settings)
-    assert info.value.status_code == 422
+    assert status_of(info.value) == 422
     assert f"Slurm option {named}" in info.value.message
 
 
@@ -195,7 +195,7 @@ def test_slurm_option_given_twice(settings: JIDSettings, config_root: Path, extr
     params = f"--taskname Tester --config {config_root / 'test.yaml'} {extra}"
     with pytest.raises(InvalidRequestError) as info:
         parse_parameters(params, settings)
-    assert info.value.status_code == 422
+    assert status_of(info.value) == 422
     assert named in info.value.message
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from jid_service.answers import status_of
 from jid_service.errors import InvalidRequestError
 from jid_service.kerberos_cache import check_kerberos_cache
 from jid_service.settings import JIDSettings
@@ -81,7 +82,7 @@ def test_refused_slurm_arguments(settings: JIDSettings, config_root: Path, extra
                                  named: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
         parse_parameters(_params(config_root, extra), settings)
-    assert info.value.status_code == 422
+    assert status_of(info.value) == 422
     assert named in info.value.message
 
 
