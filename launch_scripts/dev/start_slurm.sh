@@ -12,8 +12,9 @@
 #
 # Knobs (environment):
 #   SLURM_STATE_DIR   state dir for pid records/log   (default /tmp/lute-slurm)
-#   SLURM_WITH_DBD    1 = mariadb + slurmdbd (real sacct)       (default 0)
+#   SLURM_WITH_DBD    1 = mariadb + slurmdbd (real sacct)
 #                     0 = no slurmdbd; jobcomp/filetxt only (`sacct -c`)
+#                     (default: what the cluster already runs, else 0)
 #   SLURM_WITH_RESTD  1 = start slurmrestd (jwt on TCP + local on unix socket)
 #   SLURM_RESTD_ADDR  TCP listen address of the JWT slurmrestd (127.0.0.1:6820)
 #   SLURM_DB_PORT     loopback port of the private mariadbd      (default 3307)
@@ -22,7 +23,13 @@ set -euo pipefail
 
 STATE_DIR=${SLURM_STATE_DIR:-/tmp/lute-slurm}
 PID_DIR=$STATE_DIR/pids
-WITH_DBD=${SLURM_WITH_DBD:-0}
+# A later caller that does not say (the dev stack) must not undo accounting
+# that an earlier one set up.
+if [ -z "${SLURM_WITH_DBD:-}" ] && grep -qs '^AccountingStorageType=accounting_storage/slurmdbd' /etc/slurm/slurm.conf; then
+    WITH_DBD=1
+else
+    WITH_DBD=${SLURM_WITH_DBD:-0}
+fi
 WITH_RESTD=${SLURM_WITH_RESTD:-0}
 RESTD_ADDR=${SLURM_RESTD_ADDR:-127.0.0.1:6820}
 RESTD_DIR=/run/slurmrestd
