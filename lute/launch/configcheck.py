@@ -1,29 +1,28 @@
 """Check a task config before a workflow is triggered.
 
-Two things are checked, both cheaply and without running any Task code:
+Checked cheaply and without running any Task code:
 
 * the file parses as LUTE's two-document YAML and every substitution
   resolves (``lute.io.config.load_config``, with ``EXPERIMENT``/``RUN_NUM``
   of this launch, so the header may leave them to the environment);
 * every managed task of the workflow has a section for its Task: DAGs name
   managed tasks (``Tester``) while the config has one section per Task
-  (``Test``); ``lute.managed_tasks`` maps one to the other.
-
-* every key of those sections is a parameter of its Task's model
-  (:mod:`lute.launch.paramnames`): a misspelt name fails here with a
-  did-you-mean instead of failing its step mid-run.
-
-Parameter values are not validated against the Task models here: some take their
-defaults from the results of earlier steps of the same run (the results DB),
-which do not exist yet before the run starts. Each managed task validates its
-own parameters when it runs, and a bad value fails that step with the file,
-Task and key named.
+  (``Test``); ``lute.managed_tasks`` maps one to the other;
+* each of those sections against its Task's model, by the check
+  ``lute-run-task --check`` makes (:mod:`lute.io.param_check`): a misspelt
+  key (with a did-you-mean), a wrong type or a value out of range fails here
+  instead of failing its step mid-run. A parameter left to an earlier step's
+  recorded output is accepted: that output does not exist before the run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lute.io.config import TaskConfig
 
 
 class ConfigCheckError(Exception):
@@ -84,23 +83,13 @@ def check_task_config(
             f"{path}: no section for Task(s) {', '.join(missing)}; "
             f"the file has: {', '.join(config.tasks) or 'none'}"
         )
-    check_parameter_names(path, {task: config.tasks[task] for task in checked})
+    check_parameters(config, checked)
 
 
-def check_parameter_names(path: Path, sections: Mapping[str, Mapping[str, object]]) -> None:
-    """Raise ConfigCheckError naming every key a Task's model does not have."""
-    from lute.io.models import model_for
-    from lute.launch.paramnames import unknown_keys
+def check_parameters(config: TaskConfig, tasks: Sequence[str]) -> None:
+    """Raise ConfigCheckError with one line per problem of the Tasks' sections."""
+    from lute.io.param_check import config_problems
 
-    problems = []
-    for task, section in sections.items():
-        try:
-            model = model_for(task)
-        except KeyError:  # a Task without a model takes no parameters to check
-            continue
-        problems.extend(
-            f"{path}: Task {task}: key {key}: not a parameter of {task}{hint}"
-            for key, hint in unknown_keys(model, section)
-        )
+    problems = config_problems(config, tasks)
     if problems:
-        raise ConfigCheckError("\n".join(problems))
+        raise ConfigCheckError("\n".join(str(p) for p in problems))

@@ -13,6 +13,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationInfo
 
 
+class UpstreamOutputMissingError(ValueError):
+    """A parameter left to an earlier step's output, and no such output is recorded.
+
+    A ValueError, so pydantic reports it against the field; a config check made
+    before the run (:mod:`lute.io.param_check`) tells it from a wrong value.
+    """
+
+
 class TaskParameters(BaseModel):
     """Parameters of one Task. Unknown keys are errors, so typos are caught."""
 
@@ -61,8 +69,9 @@ def recorded_output(
 ) -> str | None:
     """``key`` of the latest COMPLETED run of ``task`` for this experiment and run.
 
-    Raises ValueError (which pydantic reports against the field being
-    validated) when ``required`` and nothing was recorded.
+    Raises :class:`UpstreamOutputMissingError` (a ValueError, which pydantic
+    reports against the field being validated) when ``required`` and nothing
+    was recorded.
     """
     ctx = context_of(info)
     db = ctx.get("db")
@@ -76,7 +85,7 @@ def recorded_output(
             if header is not None
             else "this run"
         )
-        raise ValueError(
+        raise UpstreamOutputMissingError(
             f"not set, and no COMPLETED {task} run with output {key!r} is recorded for {where}; "
             f"run {task} first or set this parameter"
         )

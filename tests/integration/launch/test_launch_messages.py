@@ -93,15 +93,19 @@ def test_a_misspelt_task_of_a_dynamic_workflow_gets_a_did_you_mean(
     assert not list(defs_dir.glob("*.yaml"))
 
 
-def test_a_misspelt_parameter_fails_the_preflight_and_the_dry_run(stack, env, tmp_path):
+def test_a_misspelt_parameter_or_bad_value_fails_the_preflight_and_the_dry_run(
+    stack, env, tmp_path
+):
     before = _runs(stack)
     cfg = write_test_config(tmp_path / "cfg")
-    cfg.write_text(cfg.read_text().replace("  float_var:", "  flot_var:"))
+    text = cfg.read_text().replace("  float_var:", "  flot_var:")
+    cfg.write_text(text.replace("  num_arrays: 2 ", "  num_arrays: 0 "))
     for extra in ([], ["--dry-run"]):
         res = run_launcher(env, "-c", str(cfg), "-w", "test", "-e", "itest", "-r", "1", *extra)
         assert res.returncode == 2, (extra, res.stdout + res.stderr)
         assert "Task Test: key flot_var" in res.stderr, res.stderr
         assert "did you mean 'float_var'" in res.stderr, res.stderr
+        assert "Task TestSocket: key num_arrays: Input should be greater than 0" in res.stderr
     assert _runs(stack) == before
 
 

@@ -1,4 +1,4 @@
-"""Helpers for the batch-node unit tests: tmp configs with a tmp work dir."""
+"""Helpers for the batch-node unit tests: tmp configs with a tmp work dir, a facility package."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from lute import extensions
+from tests.unit.batch.facility_dist import install_facility
 
 
 def config_text(header: dict[str, Any], tasks: dict[str, Any]) -> str:
@@ -42,3 +45,17 @@ def make_config(tmp_path: Path, batch_env: None) -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture
+def facility(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The facility package installed into a directory on sys.path."""
+    import sys
+
+    site = install_facility(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(site))
+    extensions.forget()
+    yield site
+    extensions.forget()
+    for name in [m for m in sys.modules if m.startswith("facility_pkg")]:
+        del sys.modules[name]

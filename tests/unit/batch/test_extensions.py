@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,18 +15,6 @@ from lute.launch.configcheck import ConfigCheckError, check_task_config
 from lute.managed_tasks import get_managed_task, managed_task_names, managed_tasks
 from lute.tasks.registry import task_class, task_names
 from tests.unit.batch.facility_dist import install_facility
-
-
-@pytest.fixture
-def facility(tmp_path, monkeypatch) -> Path:
-    """The facility package installed into a directory on sys.path."""
-    site = install_facility(tmp_path / "site")
-    monkeypatch.syspath_prepend(str(site))
-    extensions.forget()
-    yield site
-    extensions.forget()
-    for name in [m for m in sys.modules if m.startswith("facility_pkg")]:
-        del sys.modules[name]
 
 
 def test_without_the_package_its_names_are_unknown() -> None:

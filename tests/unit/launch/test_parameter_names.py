@@ -1,12 +1,12 @@
-"""Misspelt parameter names fail the config check; values that need earlier results do not."""
+"""The launcher's config check: misspelt names, bad values; values left to earlier results pass."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from lute.io.param_check import unknown_keys
 from lute.launch.configcheck import ConfigCheckError, check_task_config
-from lute.launch.paramnames import unknown_keys
 from lute.suggestions import close_names, did_you_mean
 from tests.unit.launch.test_configcheck import ENV, _config
 
@@ -34,11 +34,21 @@ def test_every_unknown_key_of_every_task_is_reported(tmp_path) -> None:
     assert "Task Test: key flot_var" in lines[2] and "'float_var'" in lines[2]
 
 
-def test_values_that_default_to_earlier_results_are_not_validated(tmp_path) -> None:
+def test_values_that_default_to_earlier_results_are_left_to_the_run(tmp_path) -> None:
     # FindPeaks' in_file defaults to SimulateFrames' recorded output, which
-    # does not exist before the run; a value out of range is the step's to report.
-    path = _config(tmp_path, "FindPeaks:\n  window: 999\n")
+    # does not exist before the run: leaving it out is fine here
+    path = _config(tmp_path, "FindPeaks:\n  window: 3\n")
     check_task_config(path, ["PeakFinder"], ENV)
+
+
+def test_a_value_out_of_range_or_of_the_wrong_type_fails_the_check(tmp_path) -> None:
+    path = _config(tmp_path, "FindPeaks:\n  window: 999\n  min_snr: lots\n")
+    with pytest.raises(ConfigCheckError) as err:
+        check_task_config(path, ["PeakFinder"], ENV)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2, lines
+    assert "Task FindPeaks: key window: Input should be less than or equal to 20" in lines[0]
+    assert "key min_snr" in lines[1] and "valid number" in lines[1]
 
 
 def test_sections_of_tasks_the_workflow_does_not_run_are_not_checked(tmp_path) -> None:
