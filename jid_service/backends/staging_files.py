@@ -74,6 +74,21 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def temporary_sibling(dest: Path) -> Path:
+    """A fresh hidden name beside ``dest`` to write it under before the rename."""
+    return dest.with_name(f".{dest.name}.part-{uuid.uuid4().hex[:12]}")
+
+
+def sha256_file(path: Path) -> tuple[int, str]:
+    """(bytes, SHA-256 in hex) of the file at ``path``, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in read_chunks(path):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
 def write_atomically(dest: Path, chunks: Iterable[bytes]) -> tuple[int, str]:
     """Write ``chunks`` to ``dest`` through a temporary file and a rename.
 
@@ -81,7 +96,7 @@ def write_atomically(dest: Path, chunks: Iterable[bytes]) -> tuple[int, str]:
     ``dest`` is left as it was.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part-{uuid.uuid4().hex[:12]}")
+    tmp = temporary_sibling(dest)
     digest = hashlib.sha256()
     size = 0
     try:
