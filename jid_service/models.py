@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from jid_service.backends.job_cost import JobCost
 from lute.job_status import JobStatus
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -157,6 +158,9 @@ class ControlDocument(_Strict):
     staging_error: Annotated[str, StringConstraints(max_length=4096), Multiline] | None = \
         Field(default=None, exclude_if=_is_none,
               description="why staging failed (set by the JID)")
+    cost: JobCost | None = Field(
+        default=None, exclude_if=_is_none,
+        description="what the finished job cost (set by the JID; ignored when sent)")
 
 class Envelope(BaseModel, Generic[T]):
     """Every answer: ``success``, the ``value`` and, on failure, a readable ``error``."""

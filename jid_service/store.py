@@ -12,62 +12,30 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Float,
-    Index,
-    Integer,
-    String,
-    Text,
-    bindparam,
-    create_engine,
-    delete,
-    event,
-    func,
-    select,
-    update,
-)
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
+from jid_service.backends.job_cost import JobCost
+from jid_service.store_schema import (
+    Base,
+    CostRow,
+    JobRow,
+    cost_columns,
+    cost_document,
+    cost_of_joined,
+    make_engine,
+)
 from lute.job_status import ACTIVE_STATUSES, JobStatus
+
+__all__ = ["ActiveJob", "JobRecord", "JobRow", "JobStore", "StateUpdate", "make_engine"]
 
 CLAIM_RAW_STATUS = "CLAIMED"
 """``raw_status`` of a row whose submission is in progress (no ``tool_id`` yet)."""
 INTERRUPTED_RAW_STATUS = "SUBMISSION_INTERRUPTED"
 DOCUMENT_CACHE_SIZE = 20_000
-
-
-class _Base(DeclarativeBase):
-    pass
-
-
-class JobRow(_Base):
-    """One job: the control document as submitted plus what the JID learned about it."""
-
-    __tablename__ = "jid_jobs"
-
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    experiment: Mapped[str] = mapped_column(String(64))
-    arp_root_job_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    status: Mapped[str] = mapped_column(String(16))
-    raw_status: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    tool_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
-    user: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    document: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[float] = mapped_column(Float)
-    updated_at: Mapped[float] = mapped_column(Float)
-
-    __table_args__ = (
-        Index("ix_jid_jobs_experiment", "experiment"),
-        Index("ix_jid_jobs_root", "arp_root_job_id"),
-        Index("ix_jid_jobs_status", "status"),
-    )
 
 
 @dataclass(slots=True)
@@ -86,6 +54,8 @@ class JobRecord:
     document: dict[str, Any]
     created_at: float
     updated_at: float
+    cost: dict[str, Any] | None = None
+    """What the finished job cost (``jid_job_costs``), once recorded."""
 
     @property
     def claimed_only(self) -> bool:
@@ -104,6 +74,9 @@ class JobRecord:
         doc["tool_id"] = self.tool_id or ""
         doc["raw_status"] = self.raw_status
         doc["exit_code"] = self.exit_code
+        doc.pop("cost", None)  # only the JID's own measure, never one a caller sent
+        if self.cost is not None:
+            doc["cost"] = self.cost
         return doc
 
 
@@ -132,7 +105,7 @@ def _text_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _record(row: JobRow) -> JobRecord:
+def _record(row: JobRow, cost: CostRow | None = None) -> JobRecord:
     return JobRecord(
         id=row.id,
         experiment=row.experiment,
@@ -146,28 +119,13 @@ def _record(row: JobRow) -> JobRecord:
         document=json.loads(row.document),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        cost=cost_document(cost) if cost is not None else None,
     )
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and its directory created."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            # a directory made here is the daemon's alone, like the store in it
-            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+def _costs_of(session: Any, job_ids: list[str]) -> dict[str, CostRow]:
+    rows = session.scalars(select(CostRow).where(CostRow.job_id.in_(job_ids))) if job_ids else []
+    return {row.job_id: row for row in rows}
 
 
 class JobStore:
@@ -176,10 +134,14 @@ class JobStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        _Base.metadata.create_all(self.engine)
+        Base.metadata.create_all(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        table = JobRow.__table__
-        self._by_ids = select(table).where(table.c.id.in_(bindparam("ids", expanding=True)))
+        table, costs = JobRow.__table__, CostRow.__table__
+        self._by_ids = (
+            select(table, *cost_columns())
+            .select_from(table.outerjoin(costs, costs.c.job_id == table.c.id))
+            .where(table.c.id.in_(bindparam("ids", expanding=True)))
+        )
         self._documents: dict[tuple[str, float], dict[str, Any]] = {}
 
     def close(self) -> None:
@@ -268,7 +230,7 @@ class JobStore:
         """One job by ``_id``."""
         with self._session() as s:
             row = s.get(JobRow, job_id)
-            return _record(row) if row else None
+            return _record(row, s.get(CostRow, job_id)) if row else None
 
     def get_many(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
         """Jobs by ``_id`` (unknown ids are left out).
@@ -299,7 +261,7 @@ class JobStore:
             id=row.id, experiment=row.experiment, arp_root_job_id=row.arp_root_job_id,
             status=row.status, raw_status=row.raw_status, exit_code=row.exit_code,
             tool_id=row.tool_id, log_path=row.log_path, user=row.user, document=document,
-            created_at=row.created_at, updated_at=row.updated_at,
+            created_at=row.created_at, updated_at=row.updated_at, cost=cost_of_joined(row),
         )
 
     def active(self) -> list[ActiveJob]:
@@ -327,6 +289,24 @@ class JobStore:
                 )
                 changed += int(result.rowcount or 0)
         return changed
+
+    def record_costs(self, costs: dict[str, JobCost]) -> int:
+        """Store what finished jobs cost (by ``_id``); a job whose cost is stored keeps it."""
+        if not costs:
+            return 0
+        now = time.time()
+        for attempt in range(2):
+            try:
+                with self._session.begin() as s:
+                    known = set(_costs_of(s, list(costs)))
+                    for job_id, cost in costs.items():
+                        if job_id not in known:
+                            s.add(CostRow(job_id=job_id, recorded_at=now, **cost.model_dump()))
+                return len(costs.keys() - known)
+            except IntegrityError:
+                if attempt:  # another replica recorded some of them meanwhile
+                    raise
+        return 0
 
     def recent_durations(self, experiment: str, task: str, parameters: str,
                          sample: int = 5, scan: int = 500) -> list[float]:
@@ -390,7 +370,9 @@ class JobStore:
         else:
             stmt = stmt.order_by(JobRow.created_at, JobRow.id).limit(limit)
         with self._session() as s:
-            records = [_record(row) for row in s.scalars(stmt)]
+            rows = list(s.scalars(stmt))
+            costs = _costs_of(s, [row.id for row in rows if row.status not in ACTIVE_STATUSES])
+            records = [_record(row, costs.get(row.id)) for row in rows]
         return records[::-1] if newest else records
 
     def count_by_status(self) -> dict[str, int]:
