@@ -35,6 +35,7 @@ from lute.airflow.jid_errors import (
     JIDError,
     JIDNotFoundError,
     JIDProtocolError,
+    JIDTLSError,
     JIDUnavailableError,
     JIDValidationError,
     decode_response,
@@ -42,6 +43,7 @@ from lute.airflow.jid_errors import (
     transport_failure,
 )
 from lute.airflow.retry_policy import NO_RETRY, RetryPolicy
+from lute.airflow.tls import httpx_verify
 
 __all__ = [
     "DEFAULT_BASE_PATH",
@@ -56,6 +58,7 @@ __all__ = [
     "JIDError",
     "JIDNotFoundError",
     "JIDProtocolError",
+    "JIDTLSError",
     "JIDUnavailableError",
     "JIDValidationError",
     "RetryPolicy",
@@ -142,13 +145,19 @@ def _median_seconds(value: Any) -> float | None:
 
 @dataclass
 class JIDEndpoints:
-    """Address, token, timeouts and retry policy, and every endpoint of the JID, once."""
+    """Address, token, timeouts and retry policy, and every endpoint of the JID, once.
+
+    ``ca_bundle``: path of the PEM bundle of the CAs to trust for an https JID
+    (:mod:`lute.airflow.tls`); None trusts the system's. Building a client
+    reads it: on an event loop, build clients in a thread.
+    """
 
     base_url: str
     token: str | None = field(default=None, repr=False)
     base_path: str = DEFAULT_BASE_PATH
     timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    ca_bundle: str | None = None
     _retry_log: logging.Logger | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -187,7 +196,7 @@ class JIDEndpoints:
         policy = self.retry if call.retried else NO_RETRY
         return policy.tenacity_args(self._retry_log)
 
-    def _failure(self, exc: httpx.TransportError, call: Call[Any]) -> JIDUnavailableError:
+    def _failure(self, exc: httpx.TransportError, call: Call[Any]) -> JIDError:
         return transport_failure(exc, call.method, self._url_path(call))
 
     @staticmethod
@@ -284,7 +293,8 @@ class JIDClient(JIDEndpoints):
     def __init__(self, *args: Any, transport: httpx.BaseTransport | None = None, **kw: Any):
         super().__init__(*args, **kw)
         self._http = httpx.Client(
-            base_url=self.base_url, timeout=self.timeout, transport=transport
+            base_url=self.base_url, timeout=self.timeout, transport=transport,
+            verify=httpx_verify(self.ca_bundle),
         )
 
     def __enter__(self) -> JIDClient:
@@ -315,7 +325,8 @@ class AsyncJIDClient(JIDEndpoints):
     def __init__(self, *args: Any, transport: httpx.AsyncBaseTransport | None = None, **kw: Any):
         super().__init__(*args, **kw)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=self.timeout, transport=transport
+            base_url=self.base_url, timeout=self.timeout, transport=transport,
+            verify=httpx_verify(self.ca_bundle),
         )
 
     async def __aenter__(self) -> AsyncJIDClient:

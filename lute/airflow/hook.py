@@ -2,8 +2,11 @@
 
 Connection fields: ``host``, ``port``, ``schema`` (``http`` or ``https``),
 ``password`` (the JID token); optional extra ``{"base_path": "/jid/ws",
-"timeout": 30}``. A ``host`` that already holds a URL (``https://jid:28000``)
-is accepted too.
+"timeout": 30, "ca_bundle": "/etc/lute/jid-ca.pem"}``. A ``host`` that
+already holds a URL (``https://jid:28000``) is accepted too. ``ca_bundle``
+(https only) is the PEM bundle of the CAs that signed the JID's certificate;
+without it the system's CAs are trusted. ``verify: false`` is refused
+(:mod:`lute.airflow.tls` says why).
 
 One Airflow may serve several sites, each with its JID: a run's
 ``ARP_LOCATION`` picks the connection ``jid_<location>`` (lower-cased), and
@@ -19,11 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from lute.airflow.client import DEFAULT_BASE_PATH, JIDClient
+from lute.airflow.client import DEFAULT_BASE_PATH, AsyncJIDClient, JIDClient
 from lute.airflow.hook_fields import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, UI_FIELD_BEHAVIOUR
+from lute.airflow.retry_policy import NO_RETRY, RetryPolicy
+from lute.airflow.tls import check_ca_bundle
 
 
 @dataclass(frozen=True)
@@ -34,12 +40,23 @@ class JIDEndpoint:
     base_path: str = DEFAULT_BASE_PATH
     timeout: float = 30.0
     token: str | None = field(default=None, repr=False)
+    ca_bundle: str | None = None
+    """PEM bundle of the CAs to trust (https); None: the system's."""
 
     def client(self, token: str | None = None) -> JIDClient:
         """A blocking client; ``token`` overrides the connection's."""
         return JIDClient(
             self.base_url, token=token or self.token, base_path=self.base_path,
-            timeout=self.timeout,
+            timeout=self.timeout, ca_bundle=self.ca_bundle,
+        )
+
+    def async_client(
+        self, retry: RetryPolicy = NO_RETRY, transport: httpx.AsyncBaseTransport | None = None
+    ) -> AsyncJIDClient:
+        """An asyncio client; building it reads the CA bundle, so call it in a thread."""
+        return AsyncJIDClient(
+            self.base_url, token=self.token, base_path=self.base_path, timeout=self.timeout,
+            retry=retry, transport=transport, ca_bundle=self.ca_bundle,
         )
 
 
@@ -66,7 +83,22 @@ def endpoint_from_connection(conn: Any) -> JIDEndpoint:
         base_path=str(extra.get("base_path", DEFAULT_BASE_PATH)),
         timeout=float(extra.get("timeout", 30.0)),
         token=conn.password or None,
+        ca_bundle=_ca_bundle(conn.conn_id, base_url, extra),
     )
+
+
+def _ca_bundle(conn_id: str, base_url: str, extra: dict[str, Any]) -> str | None:
+    where = f"connection {conn_id!r}"
+    if "verify" in extra:
+        raise ValueError(
+            f"{where}: extra 'verify' is not supported: certificate checks cannot be "
+            "turned off (the token would go to an unverified peer); give the CA that "
+            "signed the JID's certificate (or the certificate itself) as 'ca_bundle'"
+        )
+    ca_bundle = check_ca_bundle(extra.get("ca_bundle"), where)
+    if ca_bundle and not base_url.startswith("https://"):
+        raise ValueError(f"{where}: ca_bundle is set but the JID is not https: {base_url}")
+    return ca_bundle
 
 
 SITE_CONN_PREFIX = "jid_"

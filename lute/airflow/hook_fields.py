@@ -14,13 +14,13 @@ UI_FIELD_BEHAVIOUR: dict = {
     "relabeling": {
         "schema": "Scheme (http or https)",
         "password": "Token",
-        "extra": "Extra (optional base_path, default /jid/ws)",
+        "extra": "Extra (optional base_path, default /jid/ws; timeout; ca_bundle for https)",
     },
     "placeholders": {
         "host": "jid.example.org",
         "port": "28000",
         "schema": "https",
         "password": "JWT issued by `jid-service token`",
-        "extra": '{"base_path": "/jid/ws", "timeout": 30}',
+        "extra": '{"base_path": "/jid/ws", "timeout": 30, "ca_bundle": "/etc/lute/jid-ca.pem"}',
     },
 }

@@ -8,6 +8,7 @@ This module does not import Airflow.
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 
 import httpx
@@ -45,6 +46,13 @@ class JIDUnavailableError(JIDError):
 
 class JIDProtocolError(JIDError):
     """The JID answered something that is not its envelope."""
+
+
+class JIDTLSError(JIDError):
+    """The JID's TLS certificate was not accepted, or the CA bundle cannot be used.
+
+    Not an outage: retrying cannot help, so it is never retried.
+    """
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -97,6 +105,28 @@ def decode_response(response: httpx.Response) -> object:
     return body.get("value")
 
 
-def transport_failure(exc: httpx.TransportError, method: str, path: str) -> JIDUnavailableError:
-    """The error of a request that never got an answer (refused, reset, timed out)."""
+def certificate_problem(exc: BaseException) -> str | None:
+    """What the TLS layer said about the peer's certificate, if that is why ``exc`` happened."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current.verify_message or current.reason or str(current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def transport_failure(exc: httpx.TransportError, method: str, path: str) -> JIDError:
+    """The error of a request that never got an answer (refused, reset, timed out).
+
+    A certificate the client does not trust is a :class:`JIDTLSError`, not an outage.
+    """
+    problem = certificate_problem(exc)
+    if problem is not None:
+        return JIDTLSError(
+            f"cannot verify the JID's TLS certificate for {method} {path}: {problem}; "
+            "give the CA bundle that signed it (connection extra ca_bundle, "
+            "launcher jid_ca_bundle)"
+        )
     return JIDUnavailableError(f"cannot reach the JID for {method} {path}: {type(exc).__name__}")

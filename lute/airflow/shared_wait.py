@@ -56,18 +56,23 @@ class _Follower:
 
 @dataclass(frozen=True)
 class WaiterKey:
-    """What makes two triggers' waits shareable: the same JID, token and transport."""
+    """What makes two triggers' waits shareable: the same JID, token, transport and CAs."""
 
     base_url: str
     base_path: str
     token_digest: str = field(repr=False)
     transport_id: int | None = None
+    ca_bundle: str | None = None
 
     @classmethod
-    def of(cls, base_url: str, base_path: str, token: str | None, transport: object) -> WaiterKey:
+    def of(
+        cls, base_url: str, base_path: str, token: str | None, transport: object,
+        ca_bundle: str | None = None,
+    ) -> WaiterKey:
         """The key for an endpoint; the token is kept only as a digest."""
         digest = hashlib.sha256((token or "").encode()).hexdigest()
-        return cls(base_url, base_path, digest, None if transport is None else id(transport))
+        transport_id = None if transport is None else id(transport)
+        return cls(base_url, base_path, digest, transport_id, ca_bundle)
 
 
 class SharedWaiter:

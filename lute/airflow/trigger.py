@@ -166,14 +166,8 @@ class JIDJobTrigger(BaseTrigger):
     async def _client_of(
         self, endpoint: JIDEndpoint, retry: RetryPolicy = NO_RETRY
     ) -> AsyncJIDClient:
-        def build() -> AsyncJIDClient:
-            return AsyncJIDClient(
-                endpoint.base_url, token=endpoint.token, base_path=endpoint.base_path,
-                timeout=endpoint.timeout, retry=retry, transport=self.transport,
-            )
-
         # In a thread: httpx builds its SSL context (reading the CA bundle) here.
-        return await asyncio.to_thread(build)
+        return await asyncio.to_thread(endpoint.async_client, retry, self.transport)
 
     # -- run: submit -> wait -> final event ---------------------------------------
 
@@ -284,11 +278,11 @@ class JIDJobTrigger(BaseTrigger):
         Through the waiter this process shares for the JID (one ``/wait`` for
         every step waiting on it), not a long-poll of its own.
         """
-        key = WaiterKey.of(endpoint.base_url, endpoint.base_path, endpoint.token, self.transport)
-        waiter = shared_waiter(key, lambda: AsyncJIDClient(
-            endpoint.base_url, token=endpoint.token, base_path=endpoint.base_path,
-            timeout=endpoint.timeout, transport=self.transport,
-        ))
+        key = WaiterKey.of(
+            endpoint.base_url, endpoint.base_path, endpoint.token, self.transport,
+            endpoint.ca_bundle,
+        )
+        waiter = shared_waiter(key, lambda: endpoint.async_client(transport=self.transport))
         while not has_ended(job):
             since = time.monotonic()
             try:

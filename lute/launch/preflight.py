@@ -77,6 +77,7 @@ def connect_jid(profile: Profile, ctx: ArpContext, out: Output) -> JIDClient | N
         profile.jid_url,
         token=ctx.authorization,
         timeout=5.0,
+        ca_bundle=profile.jid_ca_bundle,
         retry=RetryPolicy(attempts=3, budget_seconds=6.0, initial_backoff=0.5),
     )
     try:

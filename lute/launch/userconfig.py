@@ -2,12 +2,14 @@
 
 ``$LUTE_LAUNCH_CONFIG`` or ``~/.config/lute/launch.yaml``; top-level profiles
 ``default`` and ``test`` (``--test``), each with ``airflow_url``, ``username``,
-``password`` (or ``token``), ``jid_url``, ``jid_token``, and for ``--admin``
+``password`` (or ``token``), ``jid_url``, ``jid_token``, ``jid_ca_bundle`` (PEM
+bundle of the CAs of an https JID's certificate), ``defs_store`` (where ``-W``
+definitions go: ``files`` or ``airflow``), and for ``--admin``
 ``admin_username``/``admin_password`` (or ``admin_token``). The file holds secrets,
 so it is refused unless only its owner can read it (mode 0600 or stricter).
 Environment variables override single fields: ``LUTE_AIRFLOW_URL``,
 ``LUTE_AIRFLOW_USERNAME``, ``LUTE_AIRFLOW_PASSWORD``, ``LUTE_AIRFLOW_TOKEN``,
-``LUTE_JID_URL``, ``LUTE_JID_TOKEN``.
+``LUTE_JID_URL``, ``LUTE_JID_TOKEN``, ``LUTE_JID_CA_BUNDLE``, ``LUTE_DEFS_STORE``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from lute.airflow.tls import check_ca_bundle
 
 ENV_CONFIG = "LUTE_LAUNCH_CONFIG"
 PROFILES = ("default", "test")
@@ -29,6 +34,8 @@ ENV_FIELDS = {
     "token": "LUTE_AIRFLOW_TOKEN",
     "jid_url": "LUTE_JID_URL",
     "jid_token": "LUTE_JID_TOKEN",
+    "jid_ca_bundle": "LUTE_JID_CA_BUNDLE",
+    "defs_store": "LUTE_DEFS_STORE",
 }
 
 
@@ -47,6 +54,8 @@ class Profile(BaseModel):
     token: str | None = None
     jid_url: str | None = None
     jid_token: str | None = None
+    jid_ca_bundle: str | None = None
+    defs_store: Literal["files", "airflow"] = "files"
     admin_username: str | None = None
     admin_password: str | None = None
     admin_token: str | None = None
@@ -55,6 +64,11 @@ class Profile(BaseModel):
         return f"Profile(airflow_url={self.airflow_url!r}, jid_url={self.jid_url!r})"
 
     __str__ = __repr__
+
+    @field_validator("jid_ca_bundle")
+    @classmethod
+    def _absolute_ca_bundle(cls, value: str | None) -> str | None:
+        return check_ca_bundle(value, "jid_ca_bundle")
 
 
 def default_path(env: Mapping[str, str] | None = None) -> Path:
@@ -115,7 +129,11 @@ def read_profile(
     try:
         return Profile.model_validate(values)
     except ValidationError as exc:
-        bad = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+        bad = ", ".join(
+            ".".join(map(str, e["loc"]))
+            + ("" if e["type"] == "extra_forbidden" else f" ({e['msg']})")
+            for e in exc.errors()
+        )
         raise LaunchConfigError(f"{path}: profile {profile!r}: bad key(s): {bad}") from None
 
 

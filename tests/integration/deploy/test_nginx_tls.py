@@ -2,12 +2,17 @@
 
 The operator's blocking JID client, given the site's CA bundle through
 ``SSL_CERT_FILE``, submits and follows a job through the proxy; a client that
-does not trust the CA is refused. Needs Debian's ``nginx``.
+does not trust the CA is refused. A ``jid`` connection whose extra names the
+CA bundle serves the hook's blocking client, the trigger (asyncio, the
+endpoint resolved through ``JIDHook.aget_endpoint``) and the launcher's
+client; without it each fails at once naming the certificate problem. Needs
+Debian's ``nginx``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -17,12 +22,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
-from lute.airflow.client import JIDClient
+from lute.airflow.client import JIDClient, JIDTLSError
+from lute.airflow.hook import JIDHook
+from lute.airflow.trigger import JIDJobTrigger
+from lute.launch.exits import LaunchError
+from lute.launch.output import Output
 from lute.launch.ports import free_port_block
+from lute.launch.preflight import connect_jid
+from lute.launch.userconfig import Profile
 from tests.integration.jid.serve_process import (
     EXPERIMENT,
     ServeProcess,
@@ -176,3 +188,50 @@ def test_a_job_through_nginx_and_tls(tmp_path: Path, jid: ServeProcess, proxy: P
     redirect = httpx.get(f"http://127.0.0.1:{proxy.http_port}{PREFIX}/healthz", timeout=5)
     assert redirect.status_code == 301
     assert redirect.headers["location"].startswith("https://")
+
+
+def _connection(proxy: Proxy, token: str, ca_bundle: Path | None) -> str:
+    extra = {"ca_bundle": str(ca_bundle)} if ca_bundle else {}
+    return json.dumps({"conn_type": "jid", "host": proxy.base, "password": token,
+                       "extra": extra})
+
+
+async def test_the_connections_ca_bundle_serves_hook_trigger_and_launcher(
+        tmp_path: Path, jid: ServeProcess, proxy: Proxy, monkeypatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_JID_TLS", _connection(proxy, jid.token, proxy.ca))
+    monkeypatch.setenv("AIRFLOW_CONN_JID_UNTRUSTED", _connection(proxy, jid.token, None))
+    config = write_task_config(tmp_path / "cfg", sleep_seconds=1)
+
+    # the hook's blocking client (the operator's) verifies against the bundle
+    with JIDHook("jid_tls").get_conn() as client:
+        client.healthz()
+        job = client.start_job(control_document("Tester", config))
+    # the trigger resolves the same connection on its loop and follows the job
+    trigger = JIDJobTrigger(job=job, jid_conn_id="jid_tls", wait_timeout=5.0)
+    (event,) = [e.payload async for e in trigger.run()]
+    assert event["status"] == "finished", event
+    assert event["job"]["status"] == "DONE"
+
+    # without the bundle: refused at once (no retries), naming the certificate problem
+    with JIDHook("jid_untrusted").get_conn() as client, pytest.raises(JIDTLSError) as refused:
+        client.healthz()
+    assert "certificate" in str(refused.value)
+    assert "unable to get local issuer certificate" in str(refused.value)
+    started = time.monotonic()
+    untrusted = JIDJobTrigger(job=job | {"status": "RUNNING"}, jid_conn_id="jid_untrusted",
+                              outage_timeout=600.0)
+    (event,) = [e.payload async for e in untrusted.run()]
+    assert event["status"] == "error"
+    assert "unable to get local issuer certificate" in event["message"]
+    assert time.monotonic() - started < 60, "a certificate failure must not be waited out"
+
+    # the launcher's client, from its user config's jid_ca_bundle
+    ctx = SimpleNamespace(authorization=jid.token, arp_job_id="root-1", experiment=EXPERIMENT)
+    out = Output()
+    trusted = connect_jid(Profile(jid_url=proxy.base, jid_ca_bundle=str(proxy.ca)), ctx, out)
+    assert trusted is not None
+    trusted.close()
+    with pytest.raises(LaunchError, match="unable to get local issuer certificate"):
+        connect_jid(Profile(jid_url=proxy.base), ctx, out)

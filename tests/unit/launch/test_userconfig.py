@@ -91,3 +91,26 @@ def test_write_config_is_private_and_round_trips(tmp_path):
     write_config(path, {"default": prof, "test": prof})
     assert (path.stat().st_mode & 0o777) == 0o600
     assert read_profile("test", path=path, env={}) == prof
+
+
+def test_jid_ca_bundle_and_defs_store_from_file_and_environment(tmp_path):
+    p = _write(tmp_path / "launch.yaml",
+               "default: {jid_url: 'https://jid:1', jid_ca_bundle: /etc/ca.pem}\n", 0o600)
+    prof = read_profile(path=p, env={})
+    assert prof.jid_ca_bundle == "/etc/ca.pem"
+    assert prof.defs_store == "files"
+    prof = read_profile(path=p, env={"LUTE_JID_CA_BUNDLE": "/site/ca.pem",
+                                     "LUTE_DEFS_STORE": "airflow"})
+    assert prof.jid_ca_bundle == "/site/ca.pem"
+    assert prof.defs_store == "airflow"
+
+
+@pytest.mark.parametrize(("env", "fragment"), [
+    ({"LUTE_JID_CA_BUNDLE": "relative/ca.pem"}, "jid_ca_bundle (Value error, jid_ca_bundle: "
+                                                "ca_bundle must be an absolute path"),
+    ({"LUTE_DEFS_STORE": "s3"}, "defs_store ("),
+])
+def test_bad_jid_ca_bundle_and_defs_store_are_named(tmp_path, env, fragment):
+    with pytest.raises(LaunchConfigError) as err:
+        read_profile(path=_write(tmp_path / "l.yaml", "default: {}\n", 0o600), env=env)
+    assert fragment in str(err.value)
