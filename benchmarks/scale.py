@@ -1,34 +1,45 @@
 """Scale: N steps waiting at once on one triggerer and one JID, against N DateTimeSensorAsync.
 
-Starts a private dev stack (Airflow 3 on SQLite, one triggerer, a JID with the
-``local`` backend allowed to run all N jobs at once) on loopback ports, then
-runs, in the same stack and one after the other:
+Starts a private dev stack (Airflow 3 on SQLite, one triggerer, a JID with
+the ``local`` or the ``slurm`` backend) on loopback ports, then runs, in the
+same stack and one after the other:
 
 1. baseline: ``lute_bench_scale_sensors``, N of Airflow's own deferrable
-   ``DateTimeSensorAsync`` (ended from the trigger) waiting for the run's
-   start + ``--seconds`` + 3 s per sensor (they defer from the worker's few
-   slots, so all of them must have time to be waiting before the target);
-2. ``lute_bench_scale``: N ``Sleeper`` steps of ``--seconds``, each started in
-   the triggerer (no worker slot), so all N wait there for their jobs.
+   ``DateTimeSensorAsync``, started in the triggerer and ended from the
+   trigger, all waiting for one target time (``--seconds`` after all of them
+   can be waiting);
+2. ``lute_bench_scale``: N ``Sleeper`` steps, each started in the triggerer
+   (no worker slot), so all N wait there for their jobs. ``local``: all N jobs
+   run at once and sleep ``--seconds``. ``slurm``: the jobs are submitted to
+   the real Slurm with ``--begin=now+<1 h>`` (the JID allows ``--begin`` for
+   this run), so they stay pending while every step waits ``--seconds``;
+   then the benchmark releases them (``scontrol update StartTime=now``), at
+   most ``--concurrent`` of its own unfinished at once, each sleeping
+   ``--job-seconds``. It touches only the jobs the JID lists for its run whose
+   Slurm comment is ``jid:<_id>`` of that job, and cancels any left at the end.
 
 Sampled every second while each run lasts: CPU of the triggerer (its process
 tree: supervisor and trigger runner) and of the JID's own process (not its
-jobs), the triggerer's RSS, and the JID's request counts from its
-``/metrics`` (``jid_request_seconds_count``, less the sampler's own reads of
-``/metrics``). Printed per run: CPU in % of a
-core over the whole run and over the waiting window (from the moment all N
-are deferred to the first success), peak RSS, JID requests per second in the
-waiting window (all routes and ``/wait`` alone; a long poll counts when it
-returns), and the latency from the end
-of the wait to task success: for sensors, task end minus target time; for
-steps, task end minus the job's end as its results DB records it, paired in
-order of time (the k-th job end with the k-th task success: the steps all
-sleep the same time, so this is each step's latency when they end in the
-order their jobs do). p50 and p99 of those.
+jobs), the triggerer's RSS, the 1-minute load average, and the JID's counters
+from its ``/metrics``: requests by route (less the benchmark's own reads of
+``/metrics`` and ``/jobs``), backend calls by operation, poller ticks.
+Printed per run: CPU in % of a core over the whole run and over the waiting
+window (sensors and local steps: from all N deferred to the first success;
+slurm steps: from all N jobs submitted to their release), peak RSS, JID
+requests per second (all routes and ``/wait`` alone; a long poll counts when
+it returns), ticks per second and ``statuses`` calls (one ``squeue`` each)
+per tick, and the latency from the end of the wait to task success, as n,
+p50, p99, max: sensors: task end minus the target time; local steps: task end
+minus the job's end as its results DB records it, paired in order of time;
+slurm steps, paired per step through its ``_id``: task end minus the later of
+the Task's recorded end and sacct's ``End`` (whole seconds, so an upper
+bound), and the part after the JID stored the job ``DONE``.
 
-A benchmark, not a test: it prints figures and stops by itself.
+A benchmark, not a test: it prints figures (JSON lines), stops by itself and
+stops the processes it started.
 
-    .venv/bin/python benchmarks/scale.py [--steps 50] [--seconds 60] [--keep]
+    .venv/bin/python benchmarks/scale.py [--steps 50] [--seconds 60] [--backend local|slurm]
+        [--job-seconds 1] [--concurrent 2] [--poll-interval 1] [--keep]
 """
 
 from __future__ import annotations
@@ -37,18 +48,19 @@ import argparse
 import datetime as dt
 import getpass
 import json
-import os
 import re
 import shutil
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import httpx
+from scale_probes import Sampler, peak_rss_mb, spread, window
+from scale_slurm import OwnJobs, Releaser
 
+from jid_service.slurm_options import DEFAULT_SLURM_OPTIONS
+from lute.airflow.control_document import step_uuid
 from lute.launch.airflow_api import AirflowClient
 from lute.launch.ports import free_port_block
 from lute.launch.stack import Stack
@@ -56,8 +68,8 @@ from lute.launch.stack import Stack
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "lute_bench_scale"
 SENSOR_DAG_ID = "lute_bench_scale_sensors"
-_TICK = os.sysconf("SC_CLK_TCK")
-_COUNT = re.compile(r'^jid_request_seconds_count\{([^}]*)\}\s+([0-9.e+]+)$', re.M)
+HOLD_S = 3600
+"""How far ahead the slurm steps' jobs begin unless released (they are released or cancelled)."""
 
 
 def write_config(directory: Path, seconds: float) -> Path:
@@ -74,182 +86,200 @@ def write_config(directory: Path, seconds: float) -> Path:
     return path
 
 
-def children(pid: int) -> list[int]:
-    """``pid`` and all its descendants now."""
-    parents: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{name}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(parents.get(current, []))
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process, with that of its reaped children."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(f) for f in fields[11:15]) / _TICK
-
-
-def own_cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process alone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def rss_bytes(pids: list[int]) -> int:
-    """Resident memory of these processes."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
-
-
-def request_counts(http: httpx.Client) -> dict[str, float]:
-    """The JID's request counts by route (all methods and statuses)."""
-    counts: dict[str, float] = {}
-    for labels, value in _COUNT.findall(http.get("/metrics").text):
-        route = re.search(r'route="([^"]*)"', labels)
-        key = route.group(1) if route else "?"
-        counts[key] = counts.get(key, 0.0) + float(value)
-    return counts
-
-
-class Sampler(threading.Thread):
-    """Samples CPU, RSS and JID request counts every second until stopped."""
-
-    def __init__(self, triggerer: int, jid: int, jid_url: str):
-        super().__init__(daemon=True)
-        self.triggerer, self.jid = triggerer, jid
-        self.http = httpx.Client(base_url=jid_url, timeout=10)
-        self.samples: list[dict] = []
-        self.stopped = threading.Event()
-
-    def sample(self) -> dict:
-        """One sample now."""
-        tree = children(self.triggerer)
-        return {
-            "t": time.monotonic(),
-            "triggerer_cpu": sum(cpu_seconds(p) for p in tree),
-            "triggerer_rss": rss_bytes(tree),
-            "jid_cpu": own_cpu_seconds(self.jid),
-            "requests": request_counts(self.http),
-        }
-
-    def run(self) -> None:
-        """Sample until stopped."""
-        while not self.stopped.is_set():
-            self.samples.append(self.sample())
-            self.stopped.wait(1.0)
-        self.samples.append(self.sample())
-
-
-def window(samples: list[dict], start: float, end: float) -> dict:
-    """CPU % of a core and JID requests per second between ``start`` and ``end``."""
-    inside = [s for s in samples if start <= s["t"] <= end]
-    if len(inside) < 2:
-        return {}
-    first, last = inside[0], inside[-1]
-    span = last["t"] - first["t"]
-    # this sampler's own /metrics reads are not the triggerer's requests
-    total = sum(v for k, v in last["requests"].items() if k != "/metrics") - sum(
-        v for k, v in first["requests"].items() if k != "/metrics"
-    )
-    wait = sum(v for k, v in last["requests"].items() if k.endswith("/wait")) - sum(
-        v for k, v in first["requests"].items() if k.endswith("/wait")
-    )
-    triggerer = last["triggerer_cpu"] - first["triggerer_cpu"]
-    return {
-        "seconds": round(span, 1),
-        "triggerer_cpu_pct": round(100 * triggerer / span, 2),
-        "jid_cpu_pct": round(100 * (last["jid_cpu"] - first["jid_cpu"]) / span, 2),
-        "jid_requests_per_s": round(total / span, 2),
-        "jid_wait_requests_per_s": round(wait / span, 2),
-    }
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The ``q`` quantile (0..1), nearest rank."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))], 3)
-
-
 def _time(text: str) -> float:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def follow(client: AirflowClient, sampler: Sampler, dag_id: str, conf: dict, steps: int,
-           timeout: float) -> dict:
-    """Trigger one run and follow it to its end; its figures."""
-    run_id = f"scale-{int(time.time() * 1000)}"
-    triggered_wall = time.time()
-    start = time.monotonic()
-    client.trigger(dag_id, run_id, conf)
-    all_deferred = first_success = None
+def task_instances(client: AirflowClient, dag_id: str, run_id: str) -> list[dict]:
+    """All the run's task instances (the API pages them, 100 at most per page by default)."""
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+    found: list[dict] = []
     while True:
-        tis = client.task_instances(dag_id, run_id)
-        states = [ti.get("state") for ti in tis]
+        page = client.request("GET", path, params={"limit": 100, "offset": len(found)})
+        found.extend(page["task_instances"])
+        if not page["task_instances"] or len(found) >= page["total_entries"]:
+            return found
+
+
+class Run:
+    """One DAG run followed to its end, with the moments the figures are cut at."""
+
+    def __init__(self, client: AirflowClient, dag_id: str, steps: int, timeout: float) -> None:
+        self.client, self.dag_id, self.steps, self.timeout = client, dag_id, steps, timeout
+        self.run_id = f"scale-{int(time.time() * 1000)}"
+        self.moments: dict[str, float] = {}
+        self.tis: list[dict] = []
+        self.state = "queued"
+
+    def trigger(self, conf: dict) -> None:
+        """Start the run."""
+        self.moments["triggered"] = time.monotonic()
+        self.client.trigger(self.dag_id, self.run_id, conf)
+
+    def poll(self) -> bool:
+        """Look once; True when the run has ended."""
+        self.tis = task_instances(self.client, self.dag_id, self.run_id)
+        states = [ti.get("state") for ti in self.tis]
         now = time.monotonic()
-        if all_deferred is None and states.count("deferred") == steps:
-            all_deferred = now
-        if first_success is None and "success" in states:
-            first_success = now
-        run = client.dag_run(dag_id, run_id)
-        if run["state"] in ("success", "failed"):
+        if states.count("deferred") == self.steps:
+            self.moments.setdefault("all_deferred", now)
+        if "success" in states:
+            self.moments.setdefault("first_success", now)
+        self.state = self.client.dag_run(self.dag_id, self.run_id)["state"]
+        if self.state in ("success", "failed"):
+            self.moments["end"] = now
+            return True
+        if now - self.moments["triggered"] > self.timeout:
+            raise SystemExit(f"{self.dag_id} did not finish in {self.timeout:.0f} s")
+        return False
+
+    def until(self, done, pause: float = 2.0) -> None:
+        """Poll until ``done()`` or the run's end."""
+        while not self.poll() and not done():
+            time.sleep(pause)
+
+    def figures(self, sampler: Sampler, waiting: tuple[str, str]) -> dict:
+        """The run's figures; ``waiting`` names the moments that bound the waiting window."""
+        m = self.moments
+        start, end = m["triggered"], m.get("end", time.monotonic())
+        return {
+            "dag": self.dag_id, "state": self.state, "steps": self.steps,
+            "wall_s": round(end - start, 1),
+            "all_deferred_after_s": round(m["all_deferred"] - start, 1)
+            if "all_deferred" in m else None,
+            "whole_run": window(sampler.samples, start, end),
+            "waiting": window(sampler.samples, m.get(waiting[0], start), m.get(waiting[1], end)),
+            "triggerer_peak_rss_mb": peak_rss_mb(sampler.samples, start, end),
+        }
+
+
+def publish_target(client: AirflowClient, target_file: Path, target: dt.datetime,
+                   timeout: float) -> bool:
+    """Give the sensor DAG a fixed target; whether the DAG processor read it within ``timeout``."""
+    text = target.isoformat()
+    target_file.write_text(text)
+    deadline = time.monotonic() + timeout
+    while text not in (client.get_dag(SENSOR_DAG_ID).get("description") or ""):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1.0)
+    return True
+
+
+def run_sensors(client: AirflowClient, sampler: Sampler, args, target_file: Path) -> dict:
+    """The baseline: N DateTimeSensorAsync started in the triggerer, one target time."""
+    parse_wait = 30.0
+    for _ in range(4):
+        # room to be read, then for all N to defer, then the wait itself
+        ahead = parse_wait + 10 + 0.2 * args.steps + args.seconds
+        target = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ahead)
+        if publish_target(client, target_file, target, parse_wait):
             break
-        if now - start > timeout:
-            raise SystemExit(f"{dag_id} did not finish in {timeout:.0f} s")
-        time.sleep(0.5)
-    end = time.monotonic()
-    result = {
-        "dag": dag_id,
-        "state": run["state"],
-        "wall_s": round(end - start, 1),
-        "all_deferred_after_s": None if all_deferred is None else round(all_deferred - start, 1),
-        "whole_run": window(sampler.samples, start, end),
-        "waiting": window(sampler.samples, all_deferred or start, first_success or end),
-        "triggerer_peak_rss_mb": round(
-            max((s["triggerer_rss"] for s in sampler.samples if start <= s["t"] <= end),
-                default=0) / 1e6, 1),
+    else:
+        raise SystemExit("the sensor DAG did not take its target time")
+    run = Run(client, SENSOR_DAG_ID, args.steps, 10 * args.seconds + 600)
+    run.trigger({})
+    run.moments["target"] = time.monotonic() + target.timestamp() - time.time()
+    run.until(lambda: False)
+    gaps = [_time(ti["end_date"]) - target.timestamp() for ti in run.tis if ti.get("end_date")]
+    deferred = run.moments.get("all_deferred")
+    return run.figures(sampler, ("all_deferred", "target")) | {
+        "all_deferred_before_target_s": round(run.moments["target"] - deferred, 1)
+        if deferred else None,
+        "end_to_success": spread(gaps),
     }
-    return result | {"_tis": tis, "_triggered_wall": triggered_wall}
 
 
-def latencies(ends: list[float], successes: list[float]) -> dict:
-    """p50/p99 of success minus end, paired in order of time."""
-    gaps = [s - e for e, s in zip(sorted(ends), sorted(successes), strict=False)]
-    return {"n": len(gaps), "p50_s": percentile(gaps, 0.5), "p99_s": percentile(gaps, 0.99),
-            "max_s": round(max(gaps), 3) if gaps else None}
+def step_conf(config: Path, slurm_params: list[str]) -> dict:
+    """The conf of a run of the steps' DAG."""
+    return {
+        "experiment": "bench", "run_id": "1", "ARP_LOCATION": "local",
+        "ARP_ROOT_JOB_ID": f"scale-{time.time_ns()}", "user": getpass.getuser(),
+        "lute_location": str(REPO_ROOT),
+        "lute_params": {"config_file": str(config), "debug": False},
+        "slurm_params": slurm_params,
+    }
 
 
-def job_ends(work: Path, since: float) -> list[float]:
-    """When each Sleep run recorded its end in the results DB, after ``since``."""
+def run_local_steps(client: AirflowClient, sampler: Sampler, args, config: Path) -> dict:
+    """N Sleeper steps on the ``local`` backend, all running at once."""
+    run = Run(client, DAG_ID, args.steps, 10 * args.seconds + 20 * args.steps + 300)
+    since = time.time()
+    run.trigger(step_conf(config, []))
+    run.until(lambda: False, pause=0.5)
+    successes = sorted(_time(ti["end_date"]) for ti in run.tis if ti.get("state") == "success")
+    ends = sorted(t for t in task_ends(config.parent / "work").values() if t >= since)
+    # the steps all sleep the same time: the k-th job end goes with the k-th success
+    gaps = [s - e for e, s in zip(ends, successes, strict=False)]
+    return run.figures(sampler, ("all_deferred", "first_success")) | {
+        "end_to_success": spread(gaps)}
+
+
+def run_slurm_steps(client: AirflowClient, sampler: Sampler, args, config: Path,
+                    stack: Stack) -> dict:
+    """N Sleeper steps on the real Slurm: held pending while all wait, then released."""
+    conf = step_conf(config, ["--cpus-per-task=1", "--mem=100M", "--time=10",
+                              f"--begin=now+{HOLD_S}"])
+    jobs = OwnJobs(stack.jid_url, stack.jid_token, conf["ARP_ROOT_JOB_ID"])
+    run = Run(client, DAG_ID, args.steps, args.steps * 30 + 10 * args.seconds + 600)
+    try:
+        run.trigger(conf)
+        run.until(lambda: jobs.refresh() >= args.steps)
+        if len(jobs.by_tool_id) < args.steps:
+            raise SystemExit(f"only {len(jobs.by_tool_id)} of {args.steps} jobs were submitted")
+        run.moments["all_submitted"] = time.monotonic()
+        time.sleep(args.seconds)  # every step waits for a pending job
+        run.moments["release"] = time.monotonic()
+        releaser = Releaser(jobs, args.concurrent, time.monotonic() + run.timeout)
+        releaser.start()
+        run.until(lambda: False)
+        releaser.stopped.set()
+        releaser.join(timeout=30)
+        if releaser.error:
+            raise SystemExit(f"releasing the jobs failed: {releaser.error}")
+        figures = run.figures(sampler, ("all_submitted", "release"))
+        figures["releasing"] = window(sampler.samples, run.moments["release"],
+                                      run.moments.get("end", time.monotonic()))
+        figures["submit_s"] = round(run.moments["all_submitted"] - run.moments["triggered"], 1)
+        figures |= slurm_latencies(run, jobs, stack, config)
+        return figures
+    finally:
+        jobs.cancel_all()
+
+
+def slurm_latencies(run: Run, jobs: OwnJobs, stack: Stack, config: Path) -> dict:
+    """Job end to task success per step, paired through the step's ``_id``."""
+    tool_of = {_id: tool for tool, _id in jobs.by_tool_id.items()}
+    sacct_ends = jobs.ends()
+    task_end = task_ends(config.parent / "work")
+    with sqlite3.connect(stack.state_dir / "jid" / "jid.db") as conn:
+        seen = dict(conn.execute("SELECT tool_id, updated_at FROM jid_jobs WHERE status = 'DONE'"))
+    upper, after_sacct, after_jid = [], [], []
+    for ti in run.tis:
+        if ti.get("state") != "success" or not ti.get("end_date"):
+            continue
+        tool = tool_of.get(step_uuid(DAG_ID, run.run_id, ti["task_id"], ti["try_number"],
+                                     ti.get("map_index", -1)))
+        if tool is None or tool not in sacct_ends:
+            continue
+        success = _time(ti["end_date"])
+        # the job ended after the Task recorded its end and within the second
+        # sacct names: measured from the later of the two, the latency is an
+        # upper bound
+        upper.append(success - max(sacct_ends[tool], task_end.get(tool, 0.0)))
+        after_sacct.append(success - sacct_ends[tool])
+        if tool in seen:
+            after_jid.append(success - seen[tool])
+    return {"end_to_success": spread(upper), "sacct_end_to_success": spread(after_sacct),
+            "jid_seen_to_success": spread(after_jid)}
+
+
+def task_ends(work: Path) -> dict[str, float]:
+    """When each Sleep run recorded its end in the results DB, by Slurm job id (or row id)."""
     with sqlite3.connect(work / "lute.db") as conn:
-        rows = conn.execute("SELECT ended_at FROM task_runs WHERE task = 'Sleep'"
-                            " AND ended_at IS NOT NULL").fetchall()
-    return [t for t in (_time(r[0]) for r in rows) if t >= since]
+        rows = conn.execute("SELECT id, slurm_job_id, ended_at FROM task_runs"
+                            " WHERE task = 'Sleep' AND ended_at IS NOT NULL").fetchall()
+    return {str(job or f"row{row}"): _time(end) for row, job, end in rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,29 +287,45 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=50, help="steps waiting at once (N)")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each wait")
+    parser.add_argument("--backend", choices=("local", "slurm"), default="local")
+    parser.add_argument("--job-seconds", type=float, default=1.0,
+                        help="slurm: how long each job sleeps once released")
+    parser.add_argument("--concurrent", type=int, default=2,
+                        help="slurm: most own jobs released and unfinished at once")
+    parser.add_argument("--poll-interval", type=float, default=1.0,
+                        help="slurm: the JID's poll interval (its default)")
     parser.add_argument("--keep", action="store_true", help="keep the state dir")
     args = parser.parse_args(argv)
+    slurm = args.backend == "slurm"
 
     state_dir = Path(tempfile.mkdtemp(prefix="lute-scale-"))
-    config = write_config(state_dir / "cfg", args.seconds)
+    config = write_config(state_dir / "cfg", args.job_seconds if slurm else args.seconds)
+    target_file = state_dir / "sensor_target"
     airflow_port = free_port_block(3)
     jid_port = free_port_block(1, exclude=set(range(airflow_port, airflow_port + 3)))
+    jid_env = {"JID_LOCAL_MAX_PARALLEL": str(args.steps)}
+    if slurm:
+        jid_env |= {"JID_POLL_INTERVAL": str(args.poll_interval),
+                    # the steps' jobs are held with a begin time
+                    "JID_SLURM_ALLOWED_OPTIONS": json.dumps([*DEFAULT_SLURM_OPTIONS, "begin"])}
     stack = Stack(
         state_dir / "stack",
         airflow_port=airflow_port,
         jid_port=jid_port,
-        backend="local",
+        backend=args.backend,
         parallelism=4,
         allowed_config_roots=[str(state_dir)],
         extra_env={"LUTE_BENCH_SCALE_STEPS": str(args.steps),
+                   "LUTE_BENCH_SCALE_TARGET_FILE": str(target_file),
                    "LUTE_WORKFLOW_DEFS_DIR": str(state_dir / "defs")},
-        jid_env={"JID_LOCAL_MAX_PARALLEL": str(args.steps)},
+        jid_env=jid_env,
         timeout=300.0,
     )
-    print(f"starting the stack in {state_dir} (Airflow :{airflow_port}, JID :{jid_port})")
+    print(f"starting the stack in {state_dir} (Airflow :{airflow_port}, JID :{jid_port})",
+          flush=True)
     t0 = time.monotonic()
     stack.start()
-    print(f"stack healthy after {time.monotonic() - t0:.1f} s")
+    print(f"stack healthy after {time.monotonic() - t0:.1f} s", flush=True)
     try:
         pids = {r.name: r.pid for r in stack.running()}
         triggerer = next(pid for name, pid in pids.items() if "triggerer" in name)
@@ -293,43 +339,20 @@ def main(argv: list[str] | None = None) -> int:
             client.unpause(dag_id)
         sampler = Sampler(triggerer, jid, stack.jid_url)
         sampler.start()
-        budget = 10 * args.seconds + 20 * args.steps + 300
-        # the sensors defer from worker slots, a few at a time: their common
-        # target leaves room for all of them to be waiting before it comes
-        sensor_wait = args.seconds + 3 * args.steps
-        sensors = follow(client, sampler, SENSOR_DAG_ID, {"seconds": sensor_wait},
-                         args.steps, budget + sensor_wait)
-        sensor_gaps = []
-        for ti in sensors.pop("_tis"):
-            if ti.get("end_date") and ti.get("rendered_fields", {}).get("target_time"):
-                wanted = _time(ti["rendered_fields"]["target_time"])
-                sensor_gaps.append(_time(ti["end_date"]) - wanted)
-        sensors.pop("_triggered_wall")
-        sensors["end_to_success"] = {
-            "n": len(sensor_gaps), "p50_s": percentile(sensor_gaps, 0.5),
-            "p99_s": percentile(sensor_gaps, 0.99),
-        }
-        print(json.dumps(sensors))
-        conf = {
-            "experiment": "bench", "run_id": "1", "ARP_LOCATION": "local",
-            "ARP_ROOT_JOB_ID": f"scale-{int(time.time())}", "user": getpass.getuser(),
-            "lute_location": str(REPO_ROOT),
-            "lute_params": {"config_file": str(config), "debug": False}, "slurm_params": [],
-        }
-        steps = follow(client, sampler, DAG_ID, conf, args.steps, budget)
-        tis = steps.pop("_tis")
-        since = steps.pop("_triggered_wall")
-        successes = [_time(ti["end_date"]) for ti in tis if ti.get("state") == "success"]
-        steps["end_to_success"] = latencies(job_ends(state_dir / "cfg" / "work", since),
-                                            successes)
-        print(json.dumps(steps))
+        sensors = run_sensors(client, sampler, args, target_file)
+        print(json.dumps(sensors), flush=True)
+        if slurm:
+            steps = run_slurm_steps(client, sampler, args, config, stack)
+        else:
+            steps = run_local_steps(client, sampler, args, config)
+        print(json.dumps(steps), flush=True)
         sampler.stopped.set()
         sampler.join(timeout=10)
         ratio = None
         if sensors["waiting"] and steps["waiting"] and sensors["waiting"]["triggerer_cpu_pct"]:
             ratio = round(steps["waiting"]["triggerer_cpu_pct"]
                           / sensors["waiting"]["triggerer_cpu_pct"], 2)
-        print(json.dumps({"steps": args.steps, "seconds": args.seconds,
+        print(json.dumps({"backend": args.backend, "steps": args.steps, "seconds": args.seconds,
                           "triggerer_cpu_ratio_waiting_steps_over_sensors": ratio}))
     finally:
         stack.stop()

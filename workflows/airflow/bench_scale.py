@@ -5,7 +5,11 @@ steps in parallel, each started in the triggerer, so every step waits there
 for its job. ``lute_bench_scale_sensors``: as many of Airflow's own deferrable
 ``DateTimeSensorAsync``, all waiting for the run's start plus the conf key
 ``seconds`` (default 60) and ended from the trigger: the baseline for the
-same triggerer.
+same triggerer. Where ``LUTE_BENCH_SCALE_TARGET_FILE`` names a file holding an
+ISO time, the sensors wait for that time instead and start in the triggerer
+too (a templated target cannot: it needs Airflow 3.3), so hundreds of them
+defer without queueing for worker slots; the DAG's description names the
+target, so the benchmark sees when the DAG processor has read it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,16 @@ class _Sensor(EndFromTriggerOption, DateTimeSensorAsync):
 dag_id = f"lute_{Path(__file__).stem}"
 STEPS = int(os.environ.get("LUTE_BENCH_SCALE_STEPS", "50"))
 
+
+def _fixed_target() -> str | None:
+    name = os.environ.get("LUTE_BENCH_SCALE_TARGET_FILE")
+    if not name or not Path(name).is_file():
+        return None
+    return Path(name).read_text().strip() or None
+
+
+TARGET = _fixed_target()
+
 _COMMON = {
     "schedule": None,
     "start_date": datetime(2024, 1, 1),
@@ -53,14 +67,16 @@ with DAG(
 
 with DAG(
     dag_id=f"{dag_id}_sensors",
-    description=f"{STEPS} DateTimeSensorAsync waiting at once in the triggerer",
+    description=f"{STEPS} DateTimeSensorAsync waiting at once in the triggerer"
+    + (f", target {TARGET}" if TARGET else ""),
     **_COMMON,
 ) as dag_sensors:
     for index in range(1, STEPS + 1):
         _Sensor(
             task_id=f"t{index:03d}",
             end_from_trigger=True,  # as the Sleeper steps end theirs
-            target_time=(
+            start_from_trigger=TARGET is not None,
+            target_time=TARGET or (
                 "{{ (dag_run.start_date + macros.timedelta("
                 "seconds=dag_run.conf.get('seconds', 60))).isoformat() }}"
             ),
