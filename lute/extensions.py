@@ -43,15 +43,24 @@ class Registration:
     """The distribution that declared it."""
 
 
-_cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Registration]]] = {}
+_cache: dict[tuple[str, ...], tuple[float, dict[str, list]]] = {}
 
 
-def _read(group: str) -> dict[str, Registration]:
+def _entry_points_by_group() -> dict[str, list]:
     # imported here: lute-run-task's start-up need not pay for it before a lookup
     from importlib import metadata
 
+    # One pass over every installed distribution for all groups: each
+    # entry_points(group=...) call reads them all again (hundreds beside
+    # Airflow), and a run looks in three groups.
+    everything = metadata.entry_points()
+    return {group: list(everything.select(group=group))
+            for group in (TASKS_GROUP, MODELS_GROUP, MANAGED_TASKS_GROUP)}
+
+
+def _read(group: str, entries: list) -> dict[str, Registration]:
     found: dict[str, Registration] = {}
-    for entry in metadata.entry_points(group=group):
+    for entry in entries:
         package = entry.dist.name if entry.dist is not None else "(unknown distribution)"
         earlier = found.get(entry.name)
         if earlier is not None and earlier.package != package:
@@ -65,14 +74,12 @@ def _read(group: str) -> dict[str, Registration]:
 
 def registered(group: str) -> dict[str, Registration]:
     """The names other packages register in ``group`` (cached briefly)."""
-    key = (group, tuple(sys.path))
+    key = tuple(sys.path)
     now = time.monotonic()
     hit = _cache.get(key)
-    if hit is not None and now - hit[0] < CACHE_SECONDS:
-        return hit[1]
-    found = _read(group)
-    _cache[key] = (now, found)
-    return found
+    if hit is None or now - hit[0] >= CACHE_SECONDS:
+        hit = _cache[key] = (now, _entry_points_by_group())
+    return _read(group, hit[1].get(group, []))
 
 
 def forget() -> None:
