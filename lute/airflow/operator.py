@@ -21,7 +21,6 @@ worker is started just to copy it. See ``docs/airflow.md`` for the figures.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -30,18 +29,13 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import StartTriggerArgs
 
-from lute.airflow.client import JIDClient, JIDError, JIDUnavailableError, RetryPolicy
+from lute.airflow.client import JIDClient, JIDError, RetryPolicy
 from lute.airflow.control_document import ControlDocumentError, StepIdentity, managed_task_name
 from lute.airflow.done_reuse import ReusedJob, reused_job
 from lute.airflow.hook import JIDEndpoint, JIDHook, conn_id_for_run
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
-from lute.airflow.job_wait import (
-    JobForgottenError,
-    followed,
-    has_ended,
-    outage_message,
-    poll_seconds,
-)
+from lute.airflow.job_wait import WaitFailedError, has_ended, poll_seconds, wait_in_worker
+from lute.airflow.live_log import DEFAULT_LOG_INTERVAL, LOG_INTERVAL_CONF_KEY, LiveLog, final_lines
 from lute.airflow.step_conf import (
     DEFER_AFTER_CONF_KEY,
     conf_token,
@@ -49,12 +43,13 @@ from lute.airflow.step_conf import (
     deferrable_for,
     inline_wait,
     is_dry_run,
+    seconds_for,
     skips_done,
 )
 from lute.airflow.step_options import StepOptions
-from lute.airflow.step_outcome import failure_message, job_log_text, task_log_lines
+from lute.airflow.step_outcome import failure_message, job_log_text, rendering_text
 from lute.airflow.step_outcome import log_tail as log_tail  # re-exported
-from lute.airflow.trigger import JIDJobTrigger, rendering_text
+from lute.airflow.trigger import JIDJobTrigger
 from lute.airflow.trigger_end import EndFromTriggerOption, ending_from_trigger_allowed
 
 DEFAULT_DEFER_AFTER = 1.0
@@ -90,6 +85,9 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
         always resume in the worker, which raises with the log's last lines.
         Where Airflow has listener plugins (which it refuses with this), the
         step ends in the worker instead.
+    :param log_interval: while the job runs, its new log lines are copied into
+        the task log every this many seconds (at least 1; 0: only at the end).
+        The run's conf key ``jid_log_interval`` overrides it.
     """
 
     ui_color = "#006699"
@@ -111,6 +109,7 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
         start_in_triggerer: bool = False,
         defer_after: float = DEFAULT_DEFER_AFTER,
         end_from_trigger: bool = True,
+        log_interval: float = DEFAULT_LOG_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -127,6 +126,7 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
             raise ValueError(f"defer_after must be >= 0, not {defer_after}")
         self.defer_after = float(defer_after)
         self.end_from_trigger = end_from_trigger
+        self.log_interval = max(0.0, float(log_interval))
         self._job: dict[str, Any] | None = None
         self._token: str | None = None
         self._endpoint: JIDEndpoint | None = None
@@ -199,9 +199,17 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
         except ValueError as exc:
             raise AirflowException(str(exc)) from None
 
+    def _live(self, conf: Mapping[str, Any], start: int = 0) -> LiveLog:
+        """What this step shows of its job's log while it waits, from byte ``start``."""
+        try:
+            interval = seconds_for(conf, LOG_INTERVAL_CONF_KEY, self.log_interval)
+        except ValueError as exc:
+            raise AirflowException(str(exc)) from None
+        return LiveLog(self.lute_task_id, interval, start=start)
+
     def _trigger_kwargs(
         self, job: dict[str, Any] | None, token: str | None,
-        end_from_trigger: bool | None = None,
+        end_from_trigger: bool | None = None, live: LiveLog | None = None,
     ) -> dict[str, Any]:
         """The trigger's kwargs: wait for ``job``, or (None) submit this step's job first."""
         if end_from_trigger is None:
@@ -215,6 +223,8 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
             "outage_timeout": self.outage_timeout,
             "end_from_trigger": end_from_trigger,
             "push_return_value": self.do_xcom_push,
+            "log_interval": self.log_interval if live is None else live.interval,
+            "log_offset": 0 if live is None else live.line_start,
         }
 
     # -- execution -------------------------------------------------------------
@@ -229,30 +239,34 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
             task = self.lute_task_id
             if skips_done(conf) and (reused := reused_job(client, doc, task, self.log)):
                 return reused.finish(task, self.log, context["ti"])
+            live = self._live(conf)
             if deferrable_for(conf, self.deferrable):
-                return self.execute_async(context, client, doc, conf)
-            return self.execute_sync(context, client, doc)
+                return self.execute_async(context, client, doc, conf, live)
+            return self.execute_sync(context, client, doc, live)
 
-    def execute_sync(self, context: Any, client: JIDClient, doc: dict[str, Any]) -> Any:
-        """Submit the job and wait for its end in the worker."""
-        job = self._wait_blocking(client, self._submit(client, doc))
-        return self._finish(client, job, context)
+    def execute_sync(
+        self, context: Any, client: JIDClient, doc: dict[str, Any], live: LiveLog
+    ) -> Any:
+        """Submit the job and wait for its end in the worker, showing its log as it comes."""
+        job = self._wait_blocking(client, self._submit(client, doc), live)
+        return self._finish(client, job, context, live)
 
     def execute_async(
-        self, context: Any, client: JIDClient, doc: dict[str, Any], conf: Mapping[str, Any]
+        self, context: Any, client: JIDClient, doc: dict[str, Any], conf: Mapping[str, Any],
+        live: LiveLog,
     ) -> Any:
         """Submit the job, wait up to ``defer_after`` in the worker, then defer if it runs on."""
         job = self._submit(client, doc)
         if not has_ended(job):
-            job = self._wait_inline(client, job, self._inline_wait_for(client, job, conf))
+            job = self._wait_inline(client, job, self._inline_wait_for(client, job, conf), live)
         if not has_ended(job):
             self.defer(
-                trigger=JIDJobTrigger(**self._trigger_kwargs(job, conf_token(conf))),
+                trigger=JIDJobTrigger(**self._trigger_kwargs(job, conf_token(conf), live=live)),
                 method_name="execute_complete",
                 timeout=self.execution_timeout
                 if isinstance(self.execution_timeout, timedelta) else None,
             )
-        return self._finish(client, job, context)
+        return self._finish(client, job, context, live)
 
     def _submit(self, client: JIDClient, doc: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -283,39 +297,31 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
         return seconds
 
     def _wait_inline(
-        self, client: JIDClient, job: dict[str, Any], seconds: float
+        self, client: JIDClient, job: dict[str, Any], seconds: float, live: LiveLog
     ) -> dict[str, Any]:
         """Long-poll for up to ``seconds`` before deferring; the freshest document seen.
 
         Any JID trouble here just ends the inline wait: the trigger waits out
         outages under the same policy as the blocking wait.
         """
-        deadline = time.monotonic() + seconds
-        while not has_ended(job):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                job = self._job = followed(job, client.wait([job], timeout=left), self.log)
-            except JIDError as exc:
-                self.log.info("JID wait failed (%s); deferring", exc)
-                break
-        return job
+        self._job = job
+        try:
+            wait_in_worker(client, job, poll=seconds, live=live, log=self.log, seen=self._seen,
+                           seconds=seconds)
+        except WaitFailedError as exc:
+            self.log.info("JID wait failed (%s); deferring", exc)
+        return self._job
 
-    def _wait_blocking(self, client: JIDClient, job: dict[str, Any]) -> dict[str, Any]:
+    def _wait_blocking(self, client: JIDClient, job: dict[str, Any], live: LiveLog) -> dict:
         waiting = client.with_retry(RetryPolicy.outage(self.outage_timeout), log=self.log)
-        while not has_ended(job):
-            since = time.monotonic()
-            try:
-                fresh = waiting.wait([job], timeout=poll_seconds(self.poke_interval))
-                job = self._job = followed(job, fresh, self.log)
-            except JIDUnavailableError as exc:
-                raise AirflowException(outage_message(exc, since)) from exc
-            except JobForgottenError as exc:
-                raise AirflowException(str(exc)) from exc
-            except JIDError as exc:
-                raise AirflowException(f"JID error while waiting: {exc}") from exc
-        return job
+        try:
+            return wait_in_worker(waiting, job, poll=poll_seconds(self.poke_interval), live=live,
+                                  log=self.log, seen=self._seen)
+        except WaitFailedError as exc:
+            raise AirflowException(str(exc)) from exc.__cause__
+
+    def _seen(self, job: dict[str, Any]) -> None:
+        self._job = job
 
     def execute_complete(self, context: Any, event: dict[str, Any] | str | None = None) -> Any:
         """Resume after the trigger fired: fetch the log and settle the outcome."""
@@ -339,7 +345,7 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
                 f"{event.get('message', 'no message')}"
             )
         with self._client(conf) as client:
-            return self._finish(client, job, context)
+            return self._finish(client, job, context, self._live(conf, event.get("log_offset", 0)))
 
     def _resume_without_job(self, context: Any, conf: Mapping[str, Any], event: Any) -> Any:
         doc = self.control_document(context)
@@ -357,12 +363,13 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
                     f"resumed with {event!r} but job {doc['_id']} has not ended: {found}"
                 )
             self._job = found[0]
-            return self._finish(client, found[0], context)
+            return self._finish(client, found[0], context, self._live(conf))
 
-    def _finish(self, client: JIDClient, job: dict[str, Any], context: Any) -> Any:
+    def _finish(self, client: JIDClient, job: dict[str, Any], context: Any, live: LiveLog) -> Any:
         log_text = job_log_text(client, job)
         context["ti"].xcom_push(key="log", value=log_text)
-        for line in task_log_lines(self.lute_task_id, log_text):
+        # only what the live lines (if any) did not show yet
+        for line in final_lines(live, client, job, log_text):
             self.log.info("%s", line)
         self.log.info(
             "job %s of %s ended %s (%s, exit code %s)",

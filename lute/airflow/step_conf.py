@@ -45,23 +45,26 @@ def deferrable_for(conf: Mapping[str, Any], default: bool) -> bool:
     return default
 
 
-def defer_after_for(conf: Mapping[str, Any], default: float) -> float:
-    """Seconds to wait in the worker: the conf's ``jid_defer_after`` if set, else ``default``.
+def seconds_for(conf: Mapping[str, Any], key: str, default: float) -> float:
+    """Seconds the conf's ``key`` gives (a number >= 0), else ``default``.
 
     Raises ValueError naming the key if the conf's value is not a number >= 0.
     """
-    value = conf.get(DEFER_AFTER_CONF_KEY)
+    value = conf.get(key)
     if value is None:
         return default
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"conf[{DEFER_AFTER_CONF_KEY!r}] must be a number of seconds, not {value!r}"
-        ) from None
+        raise ValueError(f"conf[{key!r}] must be a number of seconds, not {value!r}") from None
     if not seconds >= 0:
-        raise ValueError(f"conf[{DEFER_AFTER_CONF_KEY!r}] must be >= 0, not {value!r}")
+        raise ValueError(f"conf[{key!r}] must be >= 0, not {value!r}")
     return seconds
+
+
+def defer_after_for(conf: Mapping[str, Any], default: float) -> float:
+    """Seconds to wait in the worker: the conf's ``jid_defer_after`` if set, else ``default``."""
+    return seconds_for(conf, DEFER_AFTER_CONF_KEY, default)
 
 
 def inline_wait(defer_after: float, typical_seconds: float | None) -> float:

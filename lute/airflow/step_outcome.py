@@ -1,4 +1,4 @@
-"""A step's outcome once its job ended: its log, and the failure any end but DONE makes."""
+"""A step's outcome: its log (or a dry run's rendering), and the failure any end but DONE makes."""
 
 from __future__ import annotations
 
@@ -25,6 +25,16 @@ def job_log_text(client: JIDClient, job: dict[str, Any]) -> str:
     return text if isinstance(text, str) else json.dumps(text)
 
 
+def rendering_text(task: str, rendering: dict[str, Any]) -> str:
+    """The text a dry run logs and pushes as the step's ``log``."""
+    parts = [f"dry run of {task} on backend {rendering.get('backend')}:"]
+    if rendering.get("argv"):
+        parts.append("argv: " + json.dumps(rendering["argv"]))
+    if rendering.get("script"):
+        parts.append("script:\n" + str(rendering["script"]))
+    return "\n".join(parts)
+
+
 def failure_message(task: str, job: dict[str, Any], log_text: str) -> str | None:
     """Why the step fails (its job ended other than DONE, with the log's end); None if DONE."""
     if job.get("status") == "DONE":
@@ -38,6 +48,16 @@ def failure_message(task: str, job: dict[str, Any], log_text: str) -> str | None
 
 TASK_LOG_LIMIT_BYTES = 64 * 1024
 """How much of a job's log (its end) is copied into the Airflow task log."""
+
+
+def task_log_line(task: str, line: str) -> str:
+    """One job log line as the task log shows it: prefixed ``task: `` once.
+
+    ``lute-run-task`` already writes ``NAME: `` before each of its lines; the
+    batch wrapper's own lines (and anything else) get it here.
+    """
+    prefix = f"{task}: "
+    return line if line.startswith(prefix) else prefix + line
 
 
 def task_log_lines(
@@ -60,9 +80,9 @@ def task_log_lines(
         left_out = len(data) - len(kept.encode("utf-8"))
         skipped = text.count("\n") - kept.count("\n")
         lines.append(
-            f"[{task}] ... first {left_out} bytes ({skipped} lines) of the job's log left "
-            "out; XCom 'log' holds all of it"
+            task_log_line(task, f"... first {left_out} bytes ({skipped} lines) of the job's "
+                          "log left out; XCom 'log' holds all of it")
         )
         text = kept
-    lines.extend(f"[{task}] {line}" for line in text.rstrip("\n").splitlines())
+    lines.extend(task_log_line(task, line) for line in text.rstrip("\n").splitlines())
     return lines

@@ -15,9 +15,14 @@ document from its task instance's context and submits it itself: that is how
 a step started in the triggerer (``JIDSlurmOperator(start_in_triggerer=True)``)
 runs without ever taking a worker slot before its job ends.
 
-Events: ``{"status": "finished", "job": doc}`` once the job is DONE, FAILED
-or EXITED; ``{"status": "rendered", "rendering": {...}}`` for a dry run
-started in the triggerer; ``{"status": "error", "message": str, "job": doc}``
+While it waits, the job's new log lines are written to the trigger's log
+(which Airflow 3 shows in the task's log), bounded per process
+(:mod:`lute.airflow.live_log`, ``log_interval``; 0: off).
+
+Events: ``{"status": "finished", "job": doc, "log_offset": n}`` once the job
+is DONE, FAILED or EXITED (``n``: where the worker's dump of the log goes
+on); ``{"status": "rendered", "rendering": {...}}`` for a dry run started in
+the triggerer; ``{"status": "error", "message": str, "job": doc}``
 if the JID refused the request or stayed down too long. The operator's
 ``execute_complete`` turns each into the task's outcome.
 
@@ -48,23 +53,21 @@ from lute.airflow.done_reuse import ReusedJob, areused_job
 from lute.airflow.hook import JIDEndpoint, JIDHook, conn_id_for_run
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
 from lute.airflow.job_wait import followed, has_ended, outage_message
+from lute.airflow.live_log import (
+    DEFAULT_LOG_INTERVAL,
+    LOG_INTERVAL_CONF_KEY,
+    READ_TIMEOUT,
+    LiveLog,
+    TriggerLiveLog,
+    afinal_lines,
+)
 from lute.airflow.retry_policy import NO_RETRY
 from lute.airflow.shared_wait import WaiterKey, shared_waiter
-from lute.airflow.step_conf import conf_token, is_dry_run, skips_done
+from lute.airflow.step_conf import conf_token, is_dry_run, seconds_for, skips_done
 from lute.airflow.step_options import StepOptions
-from lute.airflow.step_outcome import task_log_lines
+from lute.airflow.step_outcome import rendering_text
 
 _REDACTED = "***"
-
-
-def rendering_text(task: str, rendering: dict[str, Any]) -> str:
-    """The text a dry run logs and pushes as the step's ``log``."""
-    parts = [f"dry run of {task} on backend {rendering.get('backend')}:"]
-    if rendering.get("argv"):
-        parts.append("argv: " + json.dumps(rendering["argv"]))
-    if rendering.get("script"):
-        parts.append("script:\n" + str(rendering["script"]))
-    return "\n".join(parts)
 
 
 def _xcom_class() -> Any:
@@ -75,6 +78,11 @@ def _xcom_class() -> Any:
 
 def _error(message: str, job: dict[str, Any]) -> TriggerEvent:
     return TriggerEvent({"status": "error", "message": message, "job": job})
+
+
+def _finished(job: dict[str, Any], live: LiveLog) -> TriggerEvent:
+    """The worker settles the step; its log goes on from the first line not shown."""
+    return TriggerEvent({"status": "finished", "job": job, "log_offset": live.line_start})
 
 
 class _Ended(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -103,6 +111,8 @@ class JIDJobTrigger(BaseTrigger):
         outage_timeout: float | None = 3600.0,
         end_from_trigger: bool = False,
         push_return_value: bool = True,
+        log_interval: float = DEFAULT_LOG_INTERVAL,
+        log_offset: int = 0,
     ) -> None:
         super().__init__()
         self.job = job
@@ -121,6 +131,8 @@ class JIDJobTrigger(BaseTrigger):
         # than starting a worker to do it; see the module docstring.
         self.end_from_trigger = end_from_trigger
         self.push_return_value = push_return_value
+        # the job's log is shown live from log_offset (lute.airflow.live_log)
+        self.log_interval, self.log_offset = log_interval, log_offset
         self._current: dict[str, Any] | None = job
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -138,6 +150,8 @@ class JIDJobTrigger(BaseTrigger):
                 "outage_timeout": self.outage_timeout,
                 "end_from_trigger": self.end_from_trigger,
                 "push_return_value": self.push_return_value,
+                "log_interval": self.log_interval,
+                "log_offset": self.log_offset,
             },
         )
 
@@ -185,11 +199,14 @@ class JIDJobTrigger(BaseTrigger):
                     job = await self._submit(client, doc, conf)
             # No client of its own while it waits: hundreds of waiting steps
             # share one (see _wait_for_end).
-            job = await self._wait_for_end(endpoint, job)
+            live = LiveLog(job.get("def", {}).get("name", "?"), self.log_interval,
+                           start=self.log_offset)
+            async with self._live_log(endpoint, live):
+                job = await self._wait_for_end(endpoint, job)
             if not (self.end_from_trigger and job.get("status") == "DONE"):
-                return TriggerEvent({"status": "finished", "job": job})
+                return _finished(job, live)
             async with await self._client_of(endpoint) as client:
-                return await self._final_event(client, job)
+                return await self._final_event(client, job, live)
         except _Ended as ended:
             return ended.event
 
@@ -217,6 +234,7 @@ class JIDJobTrigger(BaseTrigger):
         self.token = conf_token(conf) or self.token
         # started in the triggerer, no operator chose the site's connection
         self.jid_conn_id = conn_id_for_run(self.jid_conn_id, conf.get("ARP_LOCATION"))
+        self.log_interval = seconds_for(conf, LOG_INTERVAL_CONF_KEY, self.log_interval)
         options = self.submit or StepOptions()
         return options.control_document(conf, ti.task_id, StepIdentity.of(ti)), conf
 
@@ -278,11 +296,8 @@ class JIDJobTrigger(BaseTrigger):
         Through the waiter this process shares for the JID (one ``/wait`` for
         every step waiting on it), not a long-poll of its own.
         """
-        key = WaiterKey.of(
-            endpoint.base_url, endpoint.base_path, endpoint.token, self.transport,
-            endpoint.ca_bundle,
-        )
-        waiter = shared_waiter(key, lambda: endpoint.async_client(transport=self.transport))
+        waiter = shared_waiter(self._key(endpoint),
+                               lambda: endpoint.async_client(transport=self.transport))
         while not has_ended(job):
             since = time.monotonic()
             try:
@@ -300,16 +315,31 @@ class JIDJobTrigger(BaseTrigger):
                 raise _Ended(_error(str(exc), job)) from exc
         return job
 
-    async def _final_event(self, client: AsyncJIDClient, job: dict[str, Any]) -> TriggerEvent:
+    def _key(self, endpoint: JIDEndpoint) -> WaiterKey:
+        return WaiterKey.of(
+            endpoint.base_url, endpoint.base_path, endpoint.token, self.transport,
+            endpoint.ca_bundle,
+        )
+
+    def _live_log(self, endpoint: JIDEndpoint, live: LiveLog) -> TriggerLiveLog:
+        """The job's log shown while it runs: reads bounded per process, one attempt each."""
+        reader = replace(endpoint, timeout=min(endpoint.timeout, READ_TIMEOUT))
+        return TriggerLiveLog(live, self._key(endpoint),
+                              lambda: reader.async_client(transport=self.transport),
+                              lambda: self._current, self.log)
+
+    async def _final_event(
+        self, client: AsyncJIDClient, job: dict[str, Any], live: LiveLog
+    ) -> TriggerEvent:
         """The task's end if the job is DONE and ``end_from_trigger``; else the worker's event."""
         if self.end_from_trigger and job.get("status") == "DONE":
-            ending = await self._success_event(client, job)
+            ending = await self._success_event(client, job, live)
             if ending is not None:
                 return ending
-        return TriggerEvent({"status": "finished", "job": job})
+        return _finished(job, live)
 
     async def _success_event(
-        self, client: AsyncJIDClient, job: dict[str, Any]
+        self, client: AsyncJIDClient, job: dict[str, Any], live: LiveLog
     ) -> TriggerEvent | None:
         """End the task here: its log (and job id) stored as XComs. None: let the worker do it."""
         try:
@@ -327,8 +357,9 @@ class JIDJobTrigger(BaseTrigger):
             xcoms["return_value"] = job.get("tool_id")
         if not await self._push_xcoms(xcoms):
             return None
-        # The trigger's lines are part of the task's log in Airflow 3.
-        for line in task_log_lines(job.get("def", {}).get("name", "?"), log_text):
+        # The trigger's lines are part of the task's log in Airflow 3; only
+        # what the live lines did not show.
+        for line in await afinal_lines(live, client, job, log_text):
             self.log.info("%s", line)
         self.log.info(
             "job %s of %s ended %s (%s, exit code %s); log of %d characters stored in XCom",

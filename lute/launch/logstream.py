@@ -45,6 +45,11 @@ class LogStream:
             lines.extend(self.flush())
         return lines
 
+    @property
+    def line_start(self) -> int:
+        """The offset of the first byte not yet returned in a line (the unfinished line's)."""
+        return self.next_offset - len(self._partial)
+
     def flush(self) -> list[str]:
         """The unfinished last line, if any (when the job has ended)."""
         if not self._partial:

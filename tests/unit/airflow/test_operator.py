@@ -6,6 +6,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 
 from lute.airflow.client import JIDClient, RetryPolicy
+from lute.airflow.live_log import LiveLog
 from lute.airflow.operator import JIDSlurmOperator, inline_wait, log_tail
 
 
@@ -17,14 +18,16 @@ def test_blocking_wait_gives_up_after_the_outage_timeout() -> None:
         JIDClient("http://127.0.0.1:9", token="t", retry=policy) as client,
         pytest.raises(AirflowException, match="JID unavailable"),
     ):
-        op._wait_blocking(client, {"_id": "a", "status": "RUNNING", "experiment": "x"})
+        op._wait_blocking(
+            client, {"_id": "a", "status": "RUNNING", "experiment": "x"}, LiveLog("Tester", 0)
+        )
 
 
 def test_a_finished_job_needs_no_wait() -> None:
     op = JIDSlurmOperator(task_id="Tester", deferrable=False)
     with JIDClient("http://127.0.0.1:9", token="t") as client:
         job = {"_id": "a", "status": "DONE", "experiment": "x"}
-        assert op._wait_blocking(client, job) is job
+        assert op._wait_blocking(client, job, LiveLog("Tester", 0)) is job
 
 
 def test_log_tail_keeps_the_last_lines() -> None:
@@ -52,7 +55,7 @@ def test_inline_wait_gives_up_on_an_unreachable_jid_and_returns_the_job() -> Non
     job = {"_id": "a", "status": "RUNNING", "experiment": "x"}
     with JIDClient("http://127.0.0.1:9", token="t", retry=policy) as client:
         # The trigger waits out outages; the inline wait just hands over.
-        assert op._wait_inline(client, job, 5.0) is job
+        assert op._wait_inline(client, job, 5.0, LiveLog("Tester", 0)) is job
 
 
 def test_start_in_triggerer_ends_the_task_from_the_trigger_by_default() -> None:
