@@ -15,8 +15,11 @@ same stack and one after the other:
    this run), so they stay pending while every step waits ``--seconds``;
    then the benchmark releases them (``scontrol update StartTime=now``), at
    most ``--concurrent`` of its own unfinished at once, each sleeping
-   ``--job-seconds``. It touches only the jobs the JID lists for its run whose
-   Slurm comment is ``jid:<_id>`` of that job, and cancels any left at the end.
+   ``--job-seconds``; with ``--release-count K`` only the first K, the
+   others' jobs then cancelled (their steps fail), so a large N's latencies
+   are measured while the rest still wait. It touches only the jobs the JID
+   lists for its run whose Slurm comment is ``jid:<_id>`` of that job, and
+   cancels any left at the end.
 
 Sampled every second while each run lasts: CPU of the triggerer (its process
 tree: supervisor and trigger runner) and of the JID's own process (not its
@@ -39,7 +42,7 @@ A benchmark, not a test: it prints figures (JSON lines), stops by itself and
 stops the processes it started.
 
     .venv/bin/python benchmarks/scale.py [--steps 50] [--seconds 60] [--backend local|slurm]
-        [--job-seconds 1] [--concurrent 2] [--poll-interval 1] [--keep]
+        [--job-seconds 1] [--concurrent 2] [--release-count K] [--poll-interval 1] [--keep]
 """
 
 from __future__ import annotations
@@ -230,16 +233,23 @@ def run_slurm_steps(client: AirflowClient, sampler: Sampler, args, config: Path,
         run.moments["all_submitted"] = time.monotonic()
         time.sleep(args.seconds)  # every step waits for a pending job
         run.moments["release"] = time.monotonic()
-        releaser = Releaser(jobs, args.concurrent, time.monotonic() + run.timeout)
+        releaser = Releaser(jobs, args.concurrent, time.monotonic() + run.timeout,
+                            args.release_count)
         releaser.start()
-        run.until(lambda: False)
+        run.until(lambda: not releaser.is_alive())
+        run.moments["released_ended"] = time.monotonic()
+        if not releaser.is_alive() and run.state not in ("success", "failed"):
+            # only some were released: the others' steps end failed, their jobs cancelled
+            jobs.cancel_all()
+            run.until(lambda: False)
         releaser.stopped.set()
         releaser.join(timeout=30)
         if releaser.error:
             raise SystemExit(f"releasing the jobs failed: {releaser.error}")
         figures = run.figures(sampler, ("all_submitted", "release"))
         figures["releasing"] = window(sampler.samples, run.moments["release"],
-                                      run.moments.get("end", time.monotonic()))
+                                      run.moments["released_ended"])
+        figures["released"] = len(releaser.released)
         figures["submit_s"] = round(run.moments["all_submitted"] - run.moments["triggered"], 1)
         figures |= slurm_latencies(run, jobs, stack, config)
         return figures
@@ -292,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="slurm: how long each job sleeps once released")
     parser.add_argument("--concurrent", type=int, default=2,
                         help="slurm: most own jobs released and unfinished at once")
+    parser.add_argument("--release-count", type=int, default=None,
+                        help="slurm: release only this many jobs (the first), cancel the rest")
     parser.add_argument("--poll-interval", type=float, default=1.0,
                         help="slurm: the JID's poll interval (its default)")
     parser.add_argument("--keep", action="store_true", help="keep the state dir")

@@ -104,9 +104,12 @@ class OwnJobs:
 class Releaser(threading.Thread):
     """Releases the own jobs, at most ``concurrent`` released and unfinished at once."""
 
-    def __init__(self, jobs: OwnJobs, concurrent: int, deadline: float) -> None:
+    def __init__(self, jobs: OwnJobs, concurrent: int, deadline: float,
+                 count: int | None = None) -> None:
         super().__init__(daemon=True)
         self.jobs, self.concurrent, self.deadline = jobs, concurrent, deadline
+        self.count = count
+        """Release only this many (the first by job id); None: all."""
         self.stopped = threading.Event()
         self.released: dict[str, float] = {}
         self.error: Exception | None = None
@@ -114,7 +117,7 @@ class Releaser(threading.Thread):
     def run(self) -> None:
         """Release in order of job id until every job was released or the deadline."""
         try:
-            waiting = sorted(self.jobs.by_tool_id, key=int)
+            waiting = sorted(self.jobs.by_tool_id, key=int)[:self.count]
             while waiting and not self.stopped.is_set() and time.monotonic() < self.deadline:
                 states = self.jobs.states()
                 busy = sum(1 for i in self.released
@@ -125,6 +128,11 @@ class Releaser(threading.Thread):
                     self.jobs.release(batch)
                     now = time.time()
                     self.released.update({i: now for i in batch})
+                self.stopped.wait(0.5)
+            while not self.stopped.is_set() and time.monotonic() < self.deadline:
+                states = self.jobs.states()
+                if all(states.get(i, "COMPLETED") in _ENDED for i in self.released):
+                    break
                 self.stopped.wait(0.5)
         except Exception as exc:  # reported by the benchmark
             self.error = exc
