@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -54,6 +55,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from jid_service.backends import create_backend
     from jid_service.backends.base import BackendError
 
+    # held (open) until the process exits: the server releases it then
+    local_lock = _one_local_replica(settings)
     try:
         backend = create_backend(settings)
     except (BackendError, ValueError, OSError) as err:
@@ -67,7 +70,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             root_path=args.root_path,
                             timeout_graceful_shutdown=args.shutdown_timeout)
     GracefulServer(config, app.state.stop).run()
+    if local_lock is not None:
+        local_lock.close()
     return 0
+
+
+def _one_local_replica(settings: JIDSettings) -> Any:
+    """With the local backend on PostgreSQL, the lock that keeps a second replica out."""
+    if settings.backend != "local":
+        return None
+    from jid_service.leadership import ReplicaRefusedError, hold_local_backend_lock
+
+    try:
+        return hold_local_backend_lock(settings.effective_db_url)
+    except ReplicaRefusedError as err:
+        raise SystemExit(f"jid-service: {err}") from None
 
 
 def cmd_token(args: argparse.Namespace) -> int:

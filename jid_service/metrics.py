@@ -54,6 +54,11 @@ class Metrics:
             "jid_last_successful_tick_timestamp_seconds",
             "Unix time of the poller's last successful tick", registry=self.registry,
         )
+        self.poller_leader = Gauge(
+            "jid_poller_leader",
+            "1 while this replica polls the backend, 0 while it stands by",
+            registry=self.registry,
+        )
         self.stopping = Gauge(
             "jid_stopping", "1 once the daemon began a graceful stop", registry=self.registry
         )

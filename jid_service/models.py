@@ -227,6 +227,10 @@ class HealthReport(BaseModel):
     backend_ok: bool
     store_ok: bool
     detail: str | None = None
+    replica: str | None = None
+    """This replica's name (setting ``replica_name``, else ``hostname:pid``)."""
+    poller: str | None = None
+    """``leader`` while this replica polls the backend, ``standby`` while another does."""
 
 
 class RunTokenRequest(_Strict):

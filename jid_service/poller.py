@@ -12,6 +12,12 @@ copied in a task of their own, then stores it DONE, or FAILED with raw status
 ``STAGE_OUT_FAILED`` and the reason in its document's ``staging_error``. A
 gateway outage meanwhile leaves it to be tried again at a later tick, and so
 does a daemon restart.
+
+Replicas on one PostgreSQL store poll one at a time: at every tick a replica
+asks its :mod:`~jid_service.replica` whether it holds the poller lock. The
+holder polls and reports each tick in the store; the others stand by, answer
+reads as fresh as that report says, and wake their watchers when the change
+feed (or the report) says the holder stored a change.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from typing import Any, TypeVar
 
 from jid_service.backend_call import call_backend
 from jid_service.backends.base import BackendUnavailable
+from jid_service.change_feed import CHANGED, NUDGE
 from jid_service.context import JobContext, ServicePart
 from jid_service.errors import UnavailableError
+from jid_service.replica import Staleness, staleness
 from jid_service.staging import (
     STAGE_OUT_FAILED_RAW_STATUS,
     STAGING_OUT_RAW_STATUS,
@@ -62,6 +70,11 @@ class Poller(ServicePart):
         self._release_task: asyncio.Task[None] | None = None
         self.staging = Staging(context)
         self._staging_out: dict[str, asyncio.Task[None]] = {}
+        self.standby_stale: Staleness | None = None
+        """Set while this replica stands by and the polling one's report is not fresh."""
+        self._seen_change: float | None = None
+        self.on_lead: Callable[[], None] | None = None
+        """Called after each tick this replica polled (the service settles dead claims)."""
 
     def start(self) -> None:
         """Start ticking; a backend that learns of changes by itself nudges the poller."""
@@ -95,12 +108,30 @@ class Poller(ServicePart):
         async with self._changed:
             self._changed.notify_all()
 
+    async def _wake_watchers(self) -> None:
+        async with self._changed:
+            self.generation += 1
+            self._changed.notify_all()
+
     def nudge(self) -> None:
-        """Ask the poller to tick soon."""
+        """Ask the poller to tick soon (the polling replica, when this one stands by)."""
         self._nudge.set()
+        if not self.replica.leader:
+            self.replica.tell(NUDGE)
+
+    async def hear(self, kind: str) -> None:
+        """Another replica's notification: wake the watchers; a nudge, tick soon if polling."""
+        if kind == NUDGE and self.replica.leader:
+            self._nudge.set()
+        await self._wake_watchers()
 
     def require_fresh(self) -> None:
         """UnavailableError while the poller cannot reach the backend (states may be stale)."""
+        if not self.replica.leader:
+            stale = self.standby_stale
+            if stale is not None:
+                raise UnavailableError(stale.message, retry_after=stale.retry_after)
+            return
         err = self.backend_error
         if err is not None:
             raise UnavailableError(f"backend unavailable: {err}", retry_after=err.retry_after)
@@ -136,9 +167,8 @@ class Poller(ServicePart):
         changed = await asyncio.to_thread(self.store.apply, updates) if updates else 0
         if changed:
             self.metrics.state_changes.inc(changed)
-            async with self._changed:
-                self.generation += 1
-                self._changed.notify_all()
+            await self._wake_watchers()
+            self.replica.tell(CHANGED)
         return changed
 
     async def _start_stage_outs(self, active: list[ActiveJob],
@@ -209,23 +239,16 @@ class Poller(ServicePart):
         while True:
             started = loop.time()
             try:
-                await self.poll_once()
-                self.ticks += 1
-                failures = 0
-                self.backend_error = None
-                self.metrics.poll_ticks.labels("ok").inc()
-                self.metrics.backend_available.set(1)
-                self.metrics.last_tick.set_to_current_time()
-            except BackendUnavailable as err:
-                failures += 1
-                self.backend_error = err
-                self.metrics.backend_available.set(0)
-                self.metrics.poll_ticks.labels("unavailable").inc()
-                log.warning("poll tick: backend unavailable: %s", err)
+                leading = await self.replica.lead()
             except Exception:
-                failures += 1
-                self.metrics.poll_ticks.labels("error").inc()
-                log.exception("poll tick failed")
+                log.exception("cannot tell whether this replica polls")
+                leading = False
+            self.metrics.poller_leader.set(1 if leading else 0)
+            if leading:
+                failures = await self._poll_tick(failures)
+            else:
+                failures = 0
+                await self._standby_tick()
             delay = self.settings.poll_interval * (2 ** min(failures, 4))
             delay = min(delay, max(MAX_POLL_BACKOFF, self.settings.poll_interval))
             # ticks start every ``delay`` seconds; a nudge brings the next one
@@ -242,3 +265,45 @@ class Poller(ServicePart):
                     async with asyncio.timeout(remaining):
                         await self._nudge.wait()
             self._nudge.clear()
+
+    async def _poll_tick(self, failures: int) -> int:
+        """One tick of the polling replica; returns the count of failures in a row."""
+        ok, changed, error = False, 0, None
+        try:
+            changed = await self.poll_once()
+            ok = True
+            self.ticks += 1
+            failures = 0
+            self.backend_error = None
+            self.metrics.poll_ticks.labels("ok").inc()
+            self.metrics.backend_available.set(1)
+            self.metrics.last_tick.set_to_current_time()
+        except BackendUnavailable as err:
+            failures += 1
+            error = self.backend_error = err
+            self.metrics.backend_available.set(0)
+            self.metrics.poll_ticks.labels("unavailable").inc()
+            log.warning("poll tick: backend unavailable: %s", err)
+        except Exception:
+            failures += 1
+            self.metrics.poll_ticks.labels("error").inc()
+            log.exception("poll tick failed")
+        await self.replica.report_tick(ok, None if error is None else str(error),
+                                       None if error is None else error.retry_after,
+                                       changed > 0)
+        if self.on_lead is not None:
+            self.on_lead()
+        return failures
+
+    async def _standby_tick(self) -> None:
+        """Follow the polling replica's report: freshness, and changes the feed may have missed."""
+        try:
+            state = await self.replica.standby_view()
+        except Exception as err:
+            self.standby_stale = Staleness(f"store unavailable: {type(err).__name__}", 5.0)
+            return
+        self.standby_stale = staleness(state, self.settings.poll_interval)
+        changed_at = state.changed_at if state is not None else None
+        if changed_at != self._seen_change:
+            self._seen_change = changed_at
+            await self._wake_watchers()

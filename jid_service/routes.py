@@ -276,7 +276,8 @@ async def healthz(service: ServiceDep) -> Response:
     """200 when the backend and the store answer, else 503 with Retry-After."""
     backend_ok, store_ok, detail = await service.health.health()
     report = HealthReport(backend=service.backend.name, backend_ok=backend_ok,
-                          store_ok=store_ok, detail=detail).model_dump()
+                          store_ok=store_ok, detail=detail, replica=service.replica.name,
+                          poller="leader" if service.replica.leader else "standby").model_dump()
     if backend_ok and store_ok:
         return ok(report)
     return failure(503, detail, retry_after_header(5), value=report)

@@ -16,6 +16,7 @@ from jid_service.health import HealthCheck
 from jid_service.metrics import Metrics
 from jid_service.poller import Poller
 from jid_service.readers import Readers
+from jid_service.replica import make_replica
 from jid_service.settings import JIDSettings
 from jid_service.store import JobStore
 from jid_service.submissions import Submissions
@@ -29,12 +30,16 @@ class JobService:
 
     def __init__(self, settings: JIDSettings, backend: Backend, store: JobStore,
                  metrics: Metrics) -> None:
-        context = JobContext(settings, backend, store, metrics)
+        self.replica = make_replica(settings, store)
+        context = JobContext(settings, backend, store, metrics, self.replica)
         self.backend = backend
         self.store = store
         self.metrics = metrics
         self.poller = Poller(context)
         self.submissions = Submissions(context, self.poller)
+        if not self.replica.solo:
+            # claims of dead replicas are settled by whichever replica polls
+            self.poller.on_lead = self.submissions.settle_orphan_claims_soon
         self.readers = Readers(context, self.poller)
         self.health = HealthCheck(context)
 
@@ -44,8 +49,15 @@ class JobService:
         return self.poller.ticks
 
     async def start(self) -> None:
-        """Recover from a previous run and start the poller."""
-        await self.submissions.recover_interrupted_claims()
+        """Join the other replicas (if any), recover from a previous run, start the poller.
+
+        Alone on its store, the JID settles every claim left at once; beside
+        other replicas it leaves that to the polling one, for dead replicas'
+        claims only.
+        """
+        await self.replica.start(self.poller.hear)
+        if self.replica.solo:
+            await self.submissions.recover_interrupted_claims()
         self.poller.start()
 
     def begin_stop(self) -> None:
@@ -57,6 +69,7 @@ class JobService:
         """Finish the submissions in flight, stop the poller, release the backend and store."""
         await self.submissions.drain(drain_timeout)
         await self.poller.stop()
+        await self.replica.close()
         await self.backend.aclose()
         await asyncio.to_thread(self.store.close)
 

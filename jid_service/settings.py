@@ -181,6 +181,10 @@ class JIDSettings(BaseSettings):
         ),
     )
     poll_interval: float = Field(default=1.0, gt=0, le=60)
+    replica_name: str | None = Field(
+        default=None, max_length=200,
+        description="this replica's name in /healthz and the logs (default hostname:pid)",
+    )
     local_max_parallel: int = Field(default=16, ge=1)
     local_command: list[str] | None = Field(
         default=None,

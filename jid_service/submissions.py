@@ -2,7 +2,9 @@
 
 A submission first *claims* its ``_id`` in the store; only the request holding
 the claim calls the backend, and a twin request waits for its outcome. Claims a
-previous daemon left behind are settled at start-up.
+previous daemon left behind are settled at start-up; on a store that several
+replicas share, the polling replica settles the claims of dead replicas only
+(a live one may be submitting right now).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from jid_service.errors import (
 )
 from jid_service.models import ControlDocument, RenderedJob
 from jid_service.poller import Poller
+from jid_service.replica import SharedReplica
 from jid_service.staging import StagingPlan
 from jid_service.store import JobRecord
 from jid_service.validation import check_document_experiment, submit_spec
@@ -37,6 +40,8 @@ CLAIM_WAIT_SECONDS = 120.0
 SUBMIT_TIMEOUT = 300.0
 SETTLE_INTERVAL = 5.0
 """How often a submission whose answer was lost is looked for at the backend."""
+ORPHAN_SCAN_SECONDS = 10.0
+"""How often the polling replica looks for the claims of dead replicas."""
 OUTPUT_FIELDS = ("status", "tool_id", "raw_status", "exit_code", "staged", "staging_error")
 
 
@@ -68,6 +73,8 @@ class Submissions(ServicePart):
         self._claims: dict[str, asyncio.Event] = {}
         self._in_flight: set[asyncio.Task[dict[str, Any]]] = set()
         self._settling: set[asyncio.Task[None]] = set()
+        self._orphan_scan: asyncio.Task[None] | None = None
+        self._last_orphan_scan = -ORPHAN_SCAN_SECONDS
 
     async def recover_interrupted_claims(self) -> None:
         """Settle the submissions a previous daemon died in the middle of.
@@ -77,7 +84,42 @@ class Submissions(ServicePart):
         backend cannot settle (no lookup, or unreachable now) are FAILED: a job
         must never run twice.
         """
-        for job_id in await asyncio.to_thread(self.store.interrupted_claims):
+        await self._settle_claims(await asyncio.to_thread(self.store.interrupted_claims))
+        failed = await asyncio.to_thread(self.store.fail_interrupted_claims)
+        if failed:
+            log.warning("%d submission(s) interrupted by a previous stop marked FAILED", failed)
+
+    def settle_orphan_claims_soon(self) -> None:
+        """(Polling replica) settle dead replicas' claims, at most every ORPHAN_SCAN_SECONDS."""
+        now = time.monotonic()
+        if self._orphan_scan is not None or now - self._last_orphan_scan < ORPHAN_SCAN_SECONDS:
+            return
+        self._last_orphan_scan = now
+        task = asyncio.get_running_loop().create_task(self._settle_orphan_claims(),
+                                                      name="jid-orphan-claims")
+        self._orphan_scan = task
+        task.add_done_callback(lambda _t: setattr(self, "_orphan_scan", None))
+
+    async def _settle_orphan_claims(self) -> None:
+        """As at a start, for the claims whose replica is dead (no heartbeat, or left)."""
+        replica = self.replica
+        assert isinstance(replica, SharedReplica)
+        try:
+            orphans = await asyncio.to_thread(replica.registry.orphan_claims)
+            if orphans:
+                log.info("settling %d claim(s) of replicas that are gone", len(orphans))
+                await self._settle_claims(orphans)
+                failed = await asyncio.to_thread(replica.registry.fail_orphan_claims, orphans)
+                if failed:
+                    log.warning("%d submission(s) of replicas that are gone marked FAILED",
+                                failed)
+            await asyncio.to_thread(replica.registry.forget_settled_owners)
+        except Exception:
+            log.exception("settling the claims of replicas that are gone failed")
+
+    async def _settle_claims(self, job_ids: list[str]) -> None:
+        """Record or drop each claim the backend can settle; the rest are left as they are."""
+        for job_id in job_ids:
             try:
                 found = await call_backend(self.metrics, "find_submitted",
                                            self.backend.find_submitted(job_id))
@@ -93,9 +135,6 @@ class Submissions(ServicePart):
                                         found.log_path, "RECOVERED")
                 log.info("interrupted submission %s recovered as job %s", job_id,
                          found.tool_id)
-        failed = await asyncio.to_thread(self.store.fail_interrupted_claims)
-        if failed:
-            log.warning("%d submission(s) interrupted by a previous stop marked FAILED", failed)
 
     async def start_job(self, principal: Principal, experiment: str,
                         doc: ControlDocument) -> dict[str, Any]:
@@ -114,6 +153,7 @@ class Submissions(ServicePart):
                 # the job belongs to the token's user, whatever run_as_user says
                 if await asyncio.to_thread(self.store.claim, stored_document(doc),
                                            doc.experiment, principal.user):
+                    await self._own_claim(doc.id)
                     return await self._submit_claimed(doc.id, spec, plan)
                 existing = await asyncio.to_thread(self.store.get, doc.id)
                 if existing is None:
@@ -127,6 +167,14 @@ class Submissions(ServicePart):
             return existing.to_document()
         raise UnavailableError("concurrent submissions of this _id keep failing; retry",
                                retry_after=5)
+
+    async def _own_claim(self, job_id: str) -> None:
+        """Record this replica as the claim's holder; without that, submit nothing."""
+        try:
+            await self.replica.own_claim(job_id)
+        except BaseException:
+            await asyncio.to_thread(self.store.drop_claim, job_id)
+            raise
 
     async def _submit_claimed(self, job_id: str, spec: SubmitSpec,
                               plan: StagingPlan) -> dict[str, Any]:
@@ -146,6 +194,8 @@ class Submissions(ServicePart):
         """
         for settling in self._settling:
             settling.cancel()  # their claims stay: the next start settles them
+        if self._orphan_scan is not None:
+            self._orphan_scan.cancel()
         pending = set(self._in_flight)
         if not pending:
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -240,8 +241,10 @@ async def test_wait_timeout_bounds(client, auth, timeout) -> None:
 async def test_healthz_and_metrics(client, auth, doc) -> None:
     r = await client.get("/healthz")
     assert r.status_code == 200
-    assert r.json()["value"] == {"backend": "local", "backend_ok": True, "store_ok": True,
-                                 "detail": None}
+    value = r.json()["value"]
+    assert value == {"backend": "local", "backend_ok": True, "store_ok": True,
+                     "detail": None, "replica": value["replica"], "poller": "leader"}
+    assert value["replica"].endswith(f":{os.getpid()}")  # hostname:pid by default
     await wait_final(client, await start(client, doc(), auth), auth)
     r = await client.get("/metrics")
     assert r.status_code == 200
@@ -251,6 +254,7 @@ async def test_healthz_and_metrics(client, auth, doc) -> None:
     assert 'jid_backend_call_seconds_count{operation="statuses"}' in text
     assert 'route="/jid/ws/{experiment}/start_job"' in text
     assert 'route="/jid/ws/wait"' in text
+    assert "jid_poller_leader 1.0" in text  # alone on SQLite: always the poller
     # never tokens, never raw paths with ids or experiments
     token = auth["Authorization"].split()[1]
     assert token not in text
