@@ -4,7 +4,9 @@
 background with a diffuse ring; ``FindPeaks`` finds local maxima above a
 robust noise threshold and scores them against the simulated truth;
 ``ComputeFrameStatistics`` computes per-frame statistics and a radial
-profile; ``SummarizePeaks`` writes a per-frame table and a PNG plot.
+profile; ``SummarizePeaks`` writes a per-frame table and the quick-look
+figure (``quicklook.py``): a frame with its found and true peaks, the radial
+profile, and recall and precision against the simulated truth.
 """
 
 from __future__ import annotations
@@ -272,9 +274,11 @@ class SummarizePeaks(Task):
         """Aggregate per frame, write the table, draw the plot."""
         import numpy as np
 
+        from lute.tasks import quicklook
+
         p = self.params
-        peaks = _read_csv(Path(p.peaks_file))
-        stats = _read_csv(Path(p.stats_file)) if p.stats_file else None
+        peaks = quicklook.read_csv(Path(p.peaks_file))
+        stats = quicklook.read_csv(Path(p.stats_file)) if p.stats_file else None
         frame_ids = set(int(f) for f in peaks.get("frame", []))
         if stats is not None:
             frame_ids |= set(int(f) for f in stats["frame"])
@@ -303,7 +307,12 @@ class SummarizePeaks(Task):
             writer.writeheader()
             writer.writerows(table)
         plot_path = Path(p.plot_file)
-        self._plot(plot_path, table, peaks, stats is not None)
+        look = quicklook.load(
+            f"{self.context.experiment} run {self.context.run}", peaks, frames,
+            frames_file=p.frames_file, profile_file=p.profile_file, stats=stats,
+            match_radius=p.match_radius, shown_frame=p.shown_frame)
+        plot_path.parent.mkdir(parents=True, exist_ok=True)
+        quicklook.figure(look).savefig(plot_path, dpi=100)
         counts = [r["n_peaks"] for r in table]
         self.log.info(
             "summarised %d peaks over %d frames -> %s, %s",
@@ -318,57 +327,7 @@ class SummarizePeaks(Task):
             "n_peaks": len(peak_frame),
             "mean_peaks_per_frame": float(np.mean(counts)) if counts else 0.0,
             "used_statistics": stats is not None,
+            "recall": look.scores.recall if look.scores else None,
+            "precision": look.scores.precision if look.scores else None,
+            "shown_frame": look.shown,
         }
-
-    def _plot(
-        self, path: Path, table: list[dict[str, Any]], peaks: dict[str, list[str]], with_stats: bool
-    ) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import numpy as np
-
-        fig, axes = plt.subplots(2, 2, figsize=(10, 8))
-        frames = [r["frame"] for r in table]
-        axes[0, 0].bar(frames, [r["n_peaks"] for r in table], color="tab:blue")
-        axes[0, 0].set(title="Peaks per frame", xlabel="frame", ylabel="peaks")
-        intensity = np.asarray(peaks.get("intensity", []), dtype=float)
-        if intensity.size:
-            axes[0, 1].hist(intensity, bins=40, color="tab:orange")
-        axes[0, 1].set(title="Integrated intensity (3x3, ADU)", xlabel="intensity", ylabel="peaks")
-        if peaks.get("col_c"):
-            sc = axes[1, 0].scatter(
-                np.asarray(peaks["col_c"], dtype=float),
-                np.asarray(peaks["row_c"], dtype=float),
-                c=np.asarray(peaks["snr"], dtype=float),
-                s=6,
-                cmap="viridis",
-            )
-            fig.colorbar(sc, ax=axes[1, 0], label="SNR")
-        axes[1, 0].invert_yaxis()
-        axes[1, 0].set(title="Peak positions (all frames)", xlabel="column", ylabel="row")
-        if with_stats:
-            axes[1, 1].plot(frames, [r.get("frame_mean") for r in table], marker="o", label="mean")
-            axes[1, 1].plot(frames, [r.get("frame_std") for r in table], marker="s", label="std")
-            axes[1, 1].legend()
-            axes[1, 1].set(title="Frame statistics", xlabel="frame", ylabel="ADU")
-        else:
-            axes[1, 1].text(0.5, 0.5, "no frame statistics recorded", ha="center", va="center")
-            axes[1, 1].set_axis_off()
-        fig.suptitle(f"{self.context.experiment} run {self.context.run}")
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-
-
-def _read_csv(path: Path) -> dict[str, list[str]]:
-    """Columns of a CSV file with a header row."""
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns: dict[str, list[str]] = {name: [] for name in reader.fieldnames or []}
-        for row in reader:
-            for name in columns:
-                columns[name].append(row[name])
-    return columns

@@ -101,14 +101,38 @@ class ComputeFrameStatisticsParameters(TaskParameters):
 
 
 class SummarizePeaksParameters(TaskParameters):
-    """A per-frame table and a PNG plot of the peaks (plus the statistics when present)."""
+    """A per-frame table and the quick-look figure of the peaks (PNG)."""
 
     peaks_file: str | None = None
     stats_file: str | None = Field(
         None, description="frame statistics; defaults to ComputeFrameStatistics' output if recorded"
     )
+    frames_file: str | None = Field(
+        None, description="frames and their simulated truth, for the frame shown and the "
+        "scores; defaults to SimulateFrames' output if recorded"
+    )
+    profile_file: str | None = Field(
+        None, description="radial profile; defaults to ComputeFrameStatistics' output if recorded"
+    )
+    match_radius: float = Field(2.0, gt=0, description="pixels, to score against the truth")
+    shown_frame: int | None = Field(
+        None, ge=0, description="the frame drawn with its peaks; default: most mismatches")
     table_file: str | None = None
     plot_file: str | None = None
+
+    @field_validator("frames_file", mode="after")
+    @classmethod
+    def _default_frames_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            return input_path(info, value)
+        return recorded_output(info, "SimulateFrames", "frames_file", required=False)
+
+    @field_validator("profile_file", mode="after")
+    @classmethod
+    def _default_profile_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            return input_path(info, value)
+        return recorded_output(info, "ComputeFrameStatistics", "profile_file", required=False)
 
     @field_validator("peaks_file", mode="after")
     @classmethod

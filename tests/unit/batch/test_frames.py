@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import io
-from pathlib import Path
 
 import numpy as np
 
@@ -34,39 +32,6 @@ def test_pure_noise_has_no_peaks():
 
 def _run(config, name):
     return get_managed_task(name).execute(config, managed_name=name, out=io.StringIO())
-
-
-def test_pipeline_chain(make_config, tmp_path):
-    config = make_config(
-        {
-            "SimulateFrames": {"n_frames": 4, "height": 96, "width": 80, "peaks_per_frame": 6},
-            "FindPeaks": {},
-            "ComputeFrameStatistics": {"radial_bins": 16},
-            "SummarizePeaks": {},
-        }
-    )
-    for name in ("FrameSimulator", "PeakFinder", "FrameStatistician", "PeakSummarizer"):
-        outcome = _run(config, name)
-        assert outcome.status == "COMPLETED", (name, outcome.error)
-    db = ResultsDB.for_work_dir(tmp_path / "work")
-    sim, finder, stats, summary = db.runs()
-    with np.load(sim.outputs["frames_file"]) as data:
-        assert data["frames"].shape == (4, 96, 80)
-        assert data["truth"].shape == (24, 4)
-    assert finder.params["in_file"] == sim.outputs["frames_file"]
-    assert stats.params["in_file"] == sim.outputs["frames_file"]
-    assert finder.summary["recall"] > 0.8 and finder.summary["precision"] > 0.8
-    with open(finder.outputs["peaks_file"]) as fh:
-        assert len(list(csv.DictReader(fh))) == finder.summary["n_peaks"]
-    assert summary.params["peaks_file"] == finder.outputs["peaks_file"]
-    assert summary.params["stats_file"] == stats.outputs["stats_file"]
-    assert summary.summary["used_statistics"] is True
-    png = Path(summary.outputs["plot_file"]).read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    with open(summary.outputs["table_file"]) as fh:
-        table = list(csv.DictReader(fh))
-    assert len(table) == 4
-    assert sum(int(r["n_peaks"]) for r in table) == finder.summary["n_peaks"]
 
 
 def test_simulation_is_reproducible_per_run(make_config, tmp_path):
