@@ -12,7 +12,13 @@ from collections.abc import AsyncIterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from jid_service.backends.job_cost import JobCost
 from lute.job_status import JobStatus
+
+DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+"""Seconds, from a second to a day: the buckets of queue waits and run times."""
+MEMORY_BUCKETS = tuple(float(1 << shift) for shift in range(24, 42, 2))
+"""Bytes, 16 MiB to 1 TiB by factors of 4: the buckets of peak memory."""
 
 
 class Metrics:
@@ -62,6 +68,23 @@ class Metrics:
         self.stopping = Gauge(
             "jid_stopping", "1 once the daemon began a graceful stop", registry=self.registry
         )
+        # what finished jobs cost, by managed task (a bounded set of names)
+        self.job_queue_wait = Histogram(
+            "jid_job_queue_wait_seconds", "Finished jobs' time from submission to start",
+            ["task"], registry=self.registry, buckets=DURATION_BUCKETS,
+        )
+        self.job_run_time = Histogram(
+            "jid_job_run_seconds", "Finished jobs' time from start to end",
+            ["task"], registry=self.registry, buckets=DURATION_BUCKETS,
+        )
+        self.job_peak_memory = Histogram(
+            "jid_job_max_rss_bytes", "Finished jobs' peak resident memory",
+            ["task"], registry=self.registry, buckets=MEMORY_BUCKETS,
+        )
+        self.job_cpu_efficiency = Histogram(
+            "jid_job_cpu_efficiency", "Finished jobs' CPU time over run time x CPUs",
+            ["task"], registry=self.registry, buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0),
+        )
 
     @contextlib.asynccontextmanager
     async def backend_call(self, operation: str) -> AsyncIterator[None]:
@@ -79,6 +102,17 @@ class Metrics:
         """Publish the stored jobs per status (every status, zeros included)."""
         for status in JobStatus:
             self.jobs.labels(status.value).set(counts.get(status.value, 0))
+
+    def observe_cost(self, task: str, cost: JobCost) -> None:
+        """Count what one finished job of ``task`` cost (its unknown measures are left out)."""
+        for histogram, value in (
+            (self.job_queue_wait, cost.queue_wait_seconds),
+            (self.job_run_time, cost.run_seconds),
+            (self.job_peak_memory, cost.max_rss_bytes),
+            (self.job_cpu_efficiency, cost.cpu_efficiency),
+        ):
+            if value is not None:
+                histogram.labels(task).observe(value)
 
     def render(self) -> bytes:
         """The text exposition format."""

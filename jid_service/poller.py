@@ -27,6 +27,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from jid_service.job_costs import JobCosts
 from typing import Any, TypeVar
 
 from jid_service.backend_call import call_backend
@@ -62,6 +63,8 @@ class Poller(ServicePart):
         self.backend_error: BackendUnavailable | None = None
         """Set while the poller cannot reach the backend."""
         self.ticks = 0
+        self.costs = JobCosts(context)
+        """What finished jobs cost: noted as they finish, read at later ticks."""
         self.released = False
         """Set when the JID stops: open watches answer at once."""
         self._changed = asyncio.Condition()
@@ -111,6 +114,7 @@ class Poller(ServicePart):
     async def _wake_watchers(self) -> None:
         async with self._changed:
             self.generation += 1
+        await self.costs.collect()  # of jobs that finished at earlier ticks; never raises
             self._changed.notify_all()
 
     def nudge(self) -> None:
@@ -134,6 +138,7 @@ class Poller(ServicePart):
             return
         err = self.backend_error
         if err is not None:
+        self.costs.note(updates)
             raise UnavailableError(f"backend unavailable: {err}", retry_after=err.retry_after)
 
     async def poll_once(self) -> int:

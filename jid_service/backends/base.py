@@ -22,6 +22,7 @@ from jid_service.backends.errors import (
     SubmissionOutcomeUnknown,
     SubmissionRejected,
 )
+from jid_service.backends.job_cost import CostReading, JobCost
 from jid_service.backends.staging_files import StageInItem, StageOutItem, copy_in, copy_out
 from jid_service.log_text import LogChunk
 from lute.job_status import JobStatus
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend", "BackendConfig", "BackendError", "BackendJobState", "BackendUnavailable",
-    "Rendering", "StagingFailed", "SubmissionOutcomeUnknown", "SubmissionRejected",
-    "SubmitSpec", "Submitted",
+    "CostReading", "JobCost", "Rendering", "StagingFailed", "SubmissionOutcomeUnknown",
+    "SubmissionRejected", "SubmitSpec", "Submitted",
 ]
 
 
@@ -172,6 +173,16 @@ class Backend(abc.ABC):
         Backends with work of their own per tick (the ``local`` backend starts
         queued jobs here when a slot is free) override it.
         """
+
+    async def costs(self, tool_ids: Sequence[str]) -> dict[str, CostReading]:
+        """What each of these finished jobs cost, as far as the scheduler tells.
+
+        The JID's poller asks this, in one call per tick, for the jobs that
+        finished since (again at later ticks for a reading that is not
+        ``settled`` yet, for a bounded time). Jobs the backend knows nothing
+        of are left out. The default knows nothing.
+        """
+        return {}
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients and background work."""

@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,7 +48,9 @@ from jid_service.backends.base import (
     SubmitSpec,
     Submitted,
 )
+from jid_service.backends.job_cost import CostReading
 from jid_service.backends.local_config import LocalConfig
+from jid_service.backends.local_costs import read_cost
 from jid_service.backends.local_runner import write_exit_file
 from jid_service.backends.slurm_dialect import log_date, log_path_for
 from jid_service.job_environment import job_environment, job_umask, private_directory
@@ -313,6 +316,19 @@ class LocalBackend(Backend):
                 state = self._state(tool_id)
                 if state is not None:
                     out[tool_id] = state
+            return out
+
+        return await asyncio.to_thread(read_all)
+
+    async def costs(self, tool_ids: Sequence[str]) -> dict[str, CostReading]:
+        """What the jobs cost, from their exit files (see :mod:`.local_costs`)."""
+
+        def read_all() -> dict[str, CostReading]:
+            out: dict[str, CostReading] = {}
+            for tool_id in tool_ids:
+                with contextlib.suppress(KeyError):
+                    if (reading := read_cost(self._job_dir(tool_id))) is not None:
+                        out[tool_id] = reading
             return out
 
         return await asyncio.to_thread(read_all)

@@ -6,7 +6,11 @@ The job directory is EXITFILE's directory. First the runner claims the job by
 creating ``started`` there exclusively (a second runner of the same job exits
 at once, doing nothing), records ``pid`` (its pid and kernel start time), and
 stops if the job was cancelled meanwhile. The exit file is written atomically
-(temp file + rename) as JSON ``{"exit_code": int, "cancelled": bool}``.
+(temp file + rename) as JSON ``{"exit_code": int, "cancelled": bool}``, with what
+the run cost once the command ran: ``started_at`` and ``ended_at`` (Unix
+seconds), ``max_rss_bytes`` (the largest ``ru_maxrss`` of the command's
+process tree, as ``getrusage(RUSAGE_CHILDREN)`` reports it) and
+``cpu_seconds`` (user + system time of the command and its waited-for children).
 SIGTERM/SIGINT are forwarded to the command and recorded as a cancellation; a
 command that does not stop within ``GRACE_SECONDS`` is killed.
 """
@@ -15,10 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -27,10 +34,11 @@ from lute.execution.liveness import start_ticks
 GRACE_SECONDS = 10.0
 
 
-def write_exit_file(path: Path, exit_code: int | None, cancelled: bool) -> None:
-    """Write the outcome atomically, so a reader never sees half a file."""
+def write_exit_file(path: Path, exit_code: int | None, cancelled: bool,
+                    usage: Mapping[str, float | int] | None = None) -> None:
+    """Write the outcome (and what the run cost) atomically, so a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"exit_code": exit_code, "cancelled": cancelled}))
+    tmp.write_text(json.dumps({"exit_code": exit_code, "cancelled": cancelled, **(usage or {})}))
     os.replace(tmp, path)
 
 
@@ -45,6 +53,14 @@ def claim(job_dir: Path) -> bool:
     tmp.write_text(f"{os.getpid()} {'' if own_start is None else own_start}")
     os.replace(tmp, job_dir / "pid")
     return True
+
+
+def usage_since(started_at: float) -> dict[str, float | int]:
+    """What the waited-for children cost since ``started_at`` (Linux: ru_maxrss in KiB)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"started_at": started_at, "ended_at": time.time(),
+            "max_rss_bytes": int(children.ru_maxrss) * 1024,
+            "cpu_seconds": round(children.ru_utime + children.ru_stime, 3)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    started_at = time.time()
     try:
         child = subprocess.Popen(command)
     except OSError as err:
@@ -89,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             child.kill()
     if code < 0:  # killed by a signal: the shell convention 128 + signal number
         code = 128 - code
-    write_exit_file(exit_file, code, cancelled.is_set())
+    write_exit_file(exit_file, code, cancelled.is_set(), usage_since(started_at))
     return code
 
 

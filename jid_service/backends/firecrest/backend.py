@@ -74,6 +74,7 @@ from jid_service.backends.firecrest.transport import (
     TransientError,
     client_credentials,
 )
+from jid_service.backends.job_cost import CostReading
 from jid_service.backends.slurm_dialect import key_digest
 from jid_service.log_text import LogChunk
 
@@ -296,6 +297,10 @@ class FirecrestBackend(Backend):
     async def statuses(self, tool_ids: list[str]) -> dict[str, BackendJobState]:
         """States of the asked jobs from one listing call (see :class:`.JobListing`)."""
         return await self._listing.statuses(tool_ids)
+
+    async def costs(self, tool_ids: Sequence[str]) -> dict[str, CostReading]:
+        """Queue wait, run time and exit code of the jobs (see :meth:`.JobListing.costs`)."""
+        return await self._listing.costs(tool_ids)
 
     async def read_log(
         self, tool_id: str, log_path: str | None, offset: int, limit: int

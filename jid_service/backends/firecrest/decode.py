@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from jid_service.backends.base import BackendError, BackendJobState
+from jid_service.backends.job_cost import CostReading, JobCost, time_between
 from jid_service.backends.states import ExitCode, map_state, parse_exit_code
 
 JOB_ID = re.compile(r"[A-Za-z0-9]+")
@@ -150,12 +151,36 @@ def job_state(tool_id: str, status: Mapping[str, Any]) -> BackendJobState:
     )
 
 
-def listed_state(data: Any, tool_id: str) -> BackendJobState | None:
-    """The state of ``tool_id`` in a job listing or lookup answer, if it is there."""
-    for job in listed_jobs(data):
-        if str(job.get("jobId", "")) == tool_id:
-            return job_state(tool_id, job.get("status") or {})
+def _seconds(value: Any) -> float | None:
+    """A number of FirecREST's ``time`` object (or slurmrestd's ``{"set", "number"}``)."""
+    if isinstance(value, Mapping):
+        value = value.get("number") if value.get("set", True) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
     return None
+
+
+def job_cost(tool_id: str, job: Mapping[str, Any]) -> CostReading:
+    """What a job of FirecREST v2's job model cost: its ``time`` and ``status``.
+
+    ``time`` holds ``elapsed`` (seconds), ``start`` and ``end`` (Unix seconds;
+    0 while unset), ``suspended`` and ``limit``; a ``submission`` time, where
+    a server sends one, gives the queue wait. FirecREST reports no memory or
+    CPU use: those stay unknown. Settled once the job has ended.
+    """
+    times = job.get("time")
+    times = times if isinstance(times, Mapping) else {}
+    submitted, started, ended = (_seconds(times.get(key)) or None
+                                 for key in ("submission", "start", "end"))
+    elapsed = _seconds(times.get("elapsed"))
+    status = job.get("status")
+    state = job_state(tool_id, status if isinstance(status, Mapping) else {})
+    cost = JobCost(
+        queue_wait_seconds=time_between(submitted, started),
+        run_seconds=elapsed if elapsed is not None else time_between(started, ended),
+        exit_code=state.exit_code,
+    )
+    return CostReading(cost=cost, settled=state.status.finished and ended is not None)
 
 
 def standard_output(data: Any, tool_id: str) -> str | None:

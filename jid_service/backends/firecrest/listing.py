@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from jid_service.backends.base import BackendError, BackendJobState
 from jid_service.backends.firecrest import decode
 from jid_service.backends.firecrest.decode import JOB_ID, error_text, json_body
 from jid_service.backends.firecrest.transport import FirecrestTransport
+from jid_service.backends.job_cost import CostReading
 
 log = logging.getLogger(__name__)
+
+COST_LOOKUPS = 8
+"""Job lookups one ``costs`` call makes at most (the others wait for a later call)."""
 
 
 class JobListing:
@@ -100,6 +105,25 @@ class JobListing:
 
     async def lookup(self, tool_id: str) -> BackendJobState | None:
         """One job's state by id; None when FirecREST does not know it or cannot answer."""
+        job = await self.job(tool_id)
+        return decode.job_state(tool_id, job.get("status") or {}) if job is not None else None
+
+    async def costs(self, tool_ids: Sequence[str]) -> dict[str, CostReading]:
+        """What finished jobs cost, from one lookup each, ``COST_LOOKUPS`` per call at most.
+
+        A lookup, not the listing: a job's ``time`` in the listing is the one
+        of the tick it was listed at, and it drops out of the listing's window.
+        """
+        out: dict[str, CostReading] = {}
+        for tool_id in [t for t in tool_ids if JOB_ID.fullmatch(t)][:COST_LOOKUPS]:
+            job = await self.job(tool_id)
+            if job is not None:
+                out[tool_id] = decode.job_cost(tool_id, job)
+        return out
+
+    async def job(self, tool_id: str) -> dict[str, Any] | None:
+        """One job as ``GET /compute/{system}/jobs/{id}`` answers it (it searches all of
+        ``sacct``); None when FirecREST does not know it or cannot answer."""
         send = self._transport.get(f"/compute/{self._system}/jobs/{tool_id}")
         try:
             resp = await self._transport.call("job lookup", send, attempts=1)
@@ -112,4 +136,5 @@ class JobListing:
             data = resp.json()
         except ValueError:
             return None
-        return decode.listed_state(data, tool_id)
+        return next((job for job in decode.listed_jobs(data)
+                     if str(job.get("jobId", "")) == tool_id), None)

@@ -34,6 +34,8 @@ from jid_service.backends.base import (
     SubmitSpec,
     Submitted,
 )
+from jid_service.backends.job_cost import CostReading
+from jid_service.backends.slurm.accounting import SACCT_COST_ENV, SACCT_COST_FORMAT, parse_costs
 from jid_service.backends.slurm.commands import CommandResult, is_unavailable_message, run_command
 from jid_service.backends.slurm.config import SlurmConfig
 from jid_service.backends.slurm.parsers import (
@@ -139,14 +141,15 @@ class SlurmBackend(Backend):
             prefixes=SCHEDULER_PREFIXES,
         )
 
-    async def _run(self, argv: Sequence[str], timeout: float) -> CommandResult:
-        """Run one command, counted in :attr:`calls`; see :func:`run_command`."""
+    async def _run(self, argv: Sequence[str], timeout: float,
+                   env: Mapping[str, str] | None = None) -> CommandResult:
+        """Run one command (``env`` added to its environment), counted in :attr:`calls`."""
         name = Path(argv[0]).name
         self.calls[name] = self.calls.get(name, 0) + 1
         return await run_command(
             argv,
             timeout,
-            env=self._env(),
+            env={**self._env(), **(env or {})},
             cwd=self.log_dir if self.log_dir.is_dir() else None,
             retry_after=self.retry_after,
         )
@@ -322,6 +325,23 @@ class SlurmBackend(Backend):
         if mode == "auto":
             self.fallback = "sacct"
         return parse_sacct(result.stdout, ids), True
+
+    async def costs(self, tool_ids: Sequence[str]) -> dict[str, CostReading]:
+        """What the jobs cost, from one ``sacct`` with their steps (see :mod:`.accounting`).
+
+        Without accounting (the jobcomp log, or no sacct) nothing is known.
+        """
+        ids = sorted({t for t in tool_ids if JOB_ID.fullmatch(t)}, key=job_id_sort_key)
+        if not ids or self.fallback in ("jobcomp", "none"):
+            return {}
+        argv = ["sacct", "-n", "-P", "-j", ",".join(ids), f"--format={SACCT_COST_FORMAT}"]
+        result = await self._run(argv, self.query_timeout, SACCT_COST_ENV)
+        if result.returncode != 0 or _ACCOUNTING_DISABLED in result.message.lower():
+            if is_unavailable_message(result.message):
+                raise self._unavailable(result)
+            log.info("sacct knows no costs: %s", result.message)
+            return {}
+        return parse_costs(result.stdout, ids)
 
     async def read_log(
         self, tool_id: str, log_path: str | None, offset: int, limit: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -116,7 +117,9 @@ def test_a_second_runner_of_the_same_job_does_nothing(tmp_path: Path) -> None:
     assert (first.returncode, second.returncode) == (0, 0)
     assert out.read_text() == "ran\n"
     assert (job_dir / "started").exists() and (job_dir / "pid").exists()
-    assert (job_dir / "exit").read_text() == '{"exit_code": 0, "cancelled": false}'
+    outcome = json.loads((job_dir / "exit").read_text())
+    assert (outcome["exit_code"], outcome["cancelled"]) == (0, False)
+    assert outcome["ended_at"] >= outcome["started_at"] and outcome["max_rss_bytes"] > 0
 
 
 async def test_start_interrupted_before_the_claim_is_requeued(tmp_path, config_root) -> None:
