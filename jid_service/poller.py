@@ -27,7 +27,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from jid_service.job_costs import JobCosts
 from typing import Any, TypeVar
 
 from jid_service.backend_call import call_backend
@@ -35,6 +34,7 @@ from jid_service.backends.base import BackendUnavailable
 from jid_service.change_feed import CHANGED, NUDGE
 from jid_service.context import JobContext, ServicePart
 from jid_service.errors import UnavailableError
+from jid_service.job_costs import JobCosts
 from jid_service.replica import Staleness, staleness
 from jid_service.staging import (
     STAGE_OUT_FAILED_RAW_STATUS,
@@ -63,8 +63,6 @@ class Poller(ServicePart):
         self.backend_error: BackendUnavailable | None = None
         """Set while the poller cannot reach the backend."""
         self.ticks = 0
-        self.costs = JobCosts(context)
-        """What finished jobs cost: noted as they finish, read at later ticks."""
         self.released = False
         """Set when the JID stops: open watches answer at once."""
         self._changed = asyncio.Condition()
@@ -73,6 +71,8 @@ class Poller(ServicePart):
         self._release_task: asyncio.Task[None] | None = None
         self.staging = Staging(context)
         self._staging_out: dict[str, asyncio.Task[None]] = {}
+        self.costs = JobCosts(context)
+        """What finished jobs cost: noted as they finish, read at later ticks."""
         self.standby_stale: Staleness | None = None
         """Set while this replica stands by and the polling one's report is not fresh."""
         self._seen_change: float | None = None
@@ -114,7 +114,6 @@ class Poller(ServicePart):
     async def _wake_watchers(self) -> None:
         async with self._changed:
             self.generation += 1
-        await self.costs.collect()  # of jobs that finished at earlier ticks; never raises
             self._changed.notify_all()
 
     def nudge(self) -> None:
@@ -138,7 +137,6 @@ class Poller(ServicePart):
             return
         err = self.backend_error
         if err is not None:
-        self.costs.note(updates)
             raise UnavailableError(f"backend unavailable: {err}", retry_after=err.retry_after)
 
     async def poll_once(self) -> int:
@@ -147,6 +145,7 @@ class Poller(ServicePart):
         Returns how many jobs changed.
         """
         await call_backend(self.metrics, "tick", self.backend.tick())
+        await self.costs.collect()  # of jobs that finished at earlier ticks; never raises
         active = await asyncio.to_thread(self.store.active)
         self.metrics.active_jobs.set(len(active))
         if not active:
@@ -170,6 +169,7 @@ class Poller(ServicePart):
 
     async def _store_updates(self, updates: list[StateUpdate]) -> int:
         changed = await asyncio.to_thread(self.store.apply, updates) if updates else 0
+        self.costs.note(updates)
         if changed:
             self.metrics.state_changes.inc(changed)
             await self._wake_watchers()
