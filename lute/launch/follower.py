@@ -22,10 +22,14 @@ from lute.job_status import ACTIVE_STATUSES
 from lute.launch.airflow_api import AirflowClient, AirflowError, AirflowUnreachableError
 from lute.launch.context import ArpContext
 from lute.launch.logstream import LogStream
-from lute.launch.output import Output
+from lute.launch.output import Output, bytes_text, percent_text, seconds_text
 
 MANAGED_OPERATORS = ("JIDSlurmOperator",)
 TERMINAL_RUN_STATES = ("success", "failed")
+COST_WAIT = 5.0
+"""Seconds the summary waits for the JID to record what the finished jobs cost."""
+SUMMARY_COLUMNS = ("task", "state", "duration", "job id", "job status",
+                   "queue wait", "run time", "peak mem", "cpu eff")
 
 
 def _duration(ti: Mapping[str, Any]) -> str:
@@ -215,7 +219,19 @@ class Follower:
         for view in self.jobs.values():
             for line in view.stream.flush():
                 self.out.log_line(view.task, line, view.name)
+        self._await_costs(COST_WAIT)
         self._xcom_logs_without_job()
+
+    def _await_costs(self, timeout: float) -> None:
+        # the JID reads a job's cost from the scheduler's accounting a moment
+        # after the job ended: give it that moment (bounded) for the summary
+        end = time.monotonic() + timeout
+        while self.jid is not None and time.monotonic() < end and any(
+            "cost" not in v.doc and v.doc.get("status") not in ACTIVE_STATUSES
+            for v in self.jobs.values()
+        ):
+            time.sleep(0.5)
+            self.poll_logs()
 
     def _xcom_logs_without_job(self) -> None:
         # a task that never reached the JID in a way we could list (a dry run,
@@ -286,8 +302,8 @@ class Follower:
     def _active_jobs(self) -> list[JobView]:
         return [v for v in self.jobs.values() if v.doc.get("status") in ACTIVE_STATUSES]
 
-    def summary_rows(self) -> list[tuple[str, str, str, str, str]]:
-        """(task, state, duration, job id, job status) per task, in start order."""
+    def summary_rows(self) -> list[tuple[str, ...]]:
+        """One row of :data:`SUMMARY_COLUMNS` per task, in start order (``-``: unknown)."""
         by_task: dict[str, JobView] = {}
         for view in self.jobs.values():
             by_task[view.task] = view  # the latest try wins
@@ -298,6 +314,7 @@ class Follower:
         for ti in ordered:
             name = ti["task_id"]
             view = by_task.get(name)
+            cost = (view.doc.get("cost") if view else None) or {}
             rows.append(
                 (
                     name,
@@ -305,6 +322,10 @@ class Follower:
                     _duration(ti),
                     str(view.doc.get("tool_id") or "-") if view else "-",
                     str(view.doc.get("status") or "-") if view else "-",
+                    seconds_text(cost.get("queue_wait_seconds")),
+                    seconds_text(cost.get("run_seconds")),
+                    bytes_text(cost.get("max_rss_bytes")),
+                    percent_text(cost.get("cpu_efficiency")),
                 )
             )
         return rows
@@ -325,16 +346,16 @@ class Follower:
         return lines
 
     def print_summary(self) -> None:
-        """The final table (task, state, duration, job id, job status), then what staging moved."""
+        """The final table (:data:`SUMMARY_COLUMNS`), then what staging moved."""
         from rich.console import Console
         from rich.table import Table
 
         table = Table(title=f"{self.dag_id} / {self.run_id}: {self.run_state}")
-        for col in ("task", "state", "duration", "job id", "job status"):
+        for col in SUMMARY_COLUMNS:
             table.add_column(col)
         for row in self.summary_rows():
             table.add_row(*row)
-        console = Console(file=self.out.out, width=120, force_terminal=False)
+        console = Console(file=self.out.out, width=140, force_terminal=False)
         console.print(table)
         for line in self.staging_lines():
             console.print(line, markup=False, highlight=False)

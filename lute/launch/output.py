@@ -33,3 +33,35 @@ class Output:
 def short_task_name(task_id: str) -> str:
     """A task id without its task-group prefixes."""
     return task_id.rsplit(".", 1)[-1]
+
+
+def seconds_text(value: object) -> str:
+    """``12.3 s``, ``4m 05s`` or ``2h 03m``; ``-`` when unknown."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, seconds = divmod(round(value), 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def bytes_text(value: object) -> str:
+    """A size in binary units (``98.4 MiB``); ``-`` when unknown."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return "-"
+
+
+def percent_text(value: object) -> str:
+    """A fraction as a percentage (``37%``); ``-`` when unknown."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    return f"{value * 100:.0f}%"
