@@ -2,7 +2,9 @@
 
 ``lute-dev-stack up [--slurm] [--airflow-port P] [--jid-port P]`` starts a
 :class:`~lute.launch.stack.Stack` and waits until it is healthy; ``down`` stops
-exactly the processes ``up`` recorded; ``status`` reports them. The state dir is
+exactly the processes ``up`` recorded; ``status`` reports them; ``restart
+NAME`` restarts one of them (``jid``, ``api-server``, ``scheduler``,
+``dag-processor``, ``triggerer``) and waits until it is ready. The state dir is
 ``.dev/`` under the repository root unless ``--state-dir`` or
 ``$LUTE_DEV_STATE_DIR`` says otherwise.
 """
@@ -100,6 +102,18 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if all_alive else 1
 
 
+def _restart(args: argparse.Namespace) -> int:
+    stack = Stack(_state_dir(args.state_dir))
+    t0 = time.monotonic()
+    try:
+        rec = stack.restart(args.component, timeout=args.timeout)
+    except StackError as exc:
+        print(f"lute-dev-stack: {exc}", file=sys.stderr)
+        return 1
+    print(f"{rec.name} restarted (pid {rec.pid}), ready in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``lute-dev-stack`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -132,13 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("down", parents=[common], help="stop the processes `up` started")
     sub.add_parser("status", parents=[common], help="show the recorded processes")
+    restart = sub.add_parser(
+        "restart", parents=[common], help="restart one component and wait until it is ready"
+    )
+    restart.add_argument(
+        "component", help="jid, api-server, scheduler, dag-processor or triggerer"
+    )
+    restart.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for it")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``lute-dev-stack``."""
     args = build_parser().parse_args(argv)
-    handler = {"up": _up, "down": _down, "status": _status}[args.command]
+    handler = {"up": _up, "down": _down, "status": _status, "restart": _restart}[args.command]
     return handler(args)
 
 

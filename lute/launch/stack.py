@@ -1,12 +1,16 @@
 """The embedded dev stack: Airflow 3 and the JID on loopback, started and stopped as one.
 
 ``Stack`` starts Airflow (``db migrate``, then api-server, scheduler,
-dag-processor, triggerer; SQLite; LocalExecutor; DAGs from ``workflows/airflow``)
+dag-processor, triggerer; SQLite, or the PostgreSQL database of
+``metadata_db_url``; LocalExecutor; DAGs from ``workflows/airflow``; more
+triggerers with ``triggerers``)
 and the JID (``local``, ``slurm`` or ``firecrest`` backend; SQLite store;
 generated secret and token), waits until all are healthy
 (:mod:`lute.launch.readiness`), and writes the launcher's user config
 (``<state dir>/launch.yaml``, mode 0600). ``stop`` stops exactly the processes
-it recorded. ``with Stack(state_dir, 28080, 28000) as s:`` does both.
+it recorded; ``restart(name)`` restarts one component
+(:mod:`lute.launch.restart`). ``with Stack(state_dir, 28080, 28000) as s:``
+starts and stops.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from lute.launch.processes import (
     ProcessRecord,
     log_tail,
     read_records,
-    spawn,
     stop_records,
 )
 from lute.launch.readiness import StackError, Startup, wait_dags, wait_healthy
+from lute.launch.restart import restart_component, spawn_restartable
+from lute.launch.triggerers import more_triggerer_ports, start_more_triggerers
 from lute.launch.userconfig import Profile, write_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +80,8 @@ class Stack:
         allowed_config_roots: list[str] | None = None,
         wait_for_dags: list[str] | None = None,
         timeout: float = 180.0,
+        metadata_db_url: str | None = None,
+        triggerers: int = 1,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.airflow_port = airflow_port
@@ -90,6 +97,13 @@ class Stack:
         self.allowed_config_roots = allowed_config_roots or [str(REPO_ROOT), "/tmp"]  # noqa: S108
         self.timeout = timeout
         self.wait_for_dags = list(wait_for_dags or [])
+        self.metadata_db_url = metadata_db_url
+        """Airflow's metadata database (``postgresql+psycopg://...``); None: SQLite."""
+        if triggerers < 1:
+            raise ValueError("a stack needs at least one triggerer")
+        self.triggerers = triggerers
+        self.triggerer_jobs: dict[str, int] = {}
+        """Each triggerer's Airflow job id (``trigger.triggerer_id``), by process name."""
         self._procs: list[subprocess.Popen[bytes]] = []
 
     # ------------------------------------------------------------------ paths
@@ -195,7 +209,8 @@ class Stack:
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_db_url
+                or f"sqlite:///{home / 'airflow.db'}",
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.airflow_port),
                 "AIRFLOW__API__BASE_URL": self.airflow_url,
@@ -217,6 +232,8 @@ class Stack:
                 "AIRFLOW_CONN_JID_DEFAULT": json.dumps(conn),
             }
         )
+        if self.metadata_db_url:  # a driver that also does asyncio: postgresql+psycopg
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = self.metadata_db_url
         env.update(self.extra_env)
         return env
 
@@ -259,8 +276,8 @@ class Stack:
             json.dump({ADMIN_USER: self.password}, fh)
 
     def _spawn(self, name: str, argv: list[str], env: Mapping[str, str]) -> ProcessRecord:
-        rec, proc = spawn(
-            name, argv, env=env, cwd=self.state_dir, log_dir=self.log_dir, pid_dir=self.pid_dir
+        rec, proc = spawn_restartable(
+            self.state_dir, name, argv, env, log_dir=self.log_dir, pid_dir=self.pid_dir
         )
         self._procs.append(proc)
         return rec
@@ -268,6 +285,12 @@ class Stack:
     def _reap(self) -> None:
         for proc in self._procs:
             proc.poll()
+
+    def restart(self, component: str, timeout: float = 90.0) -> ProcessRecord:
+        """Restart one component as it was started and wait until it is ready."""
+        rec, proc = restart_component(self.state_dir, component, timeout=timeout, reap=self._reap)
+        self._procs.append(proc)
+        return rec
 
     def running(self) -> list[ProcessRecord]:
         """Records of this stack's processes that are still running."""
@@ -298,6 +321,9 @@ class Stack:
                 recs.append(self._spawn(comp, argv, env))
             startup = Startup(recs, t0, self.timeout, self._reap)
             wait_healthy(startup, self.airflow_url, self.jid_url)
+            if self.triggerers > 1:
+                argv = [airflow, "triggerer"]
+                self.triggerer_jobs = start_more_triggerers(self, startup, recs, argv, env)
             wait_dags(
                 startup,
                 self.airflow_url,
@@ -318,6 +344,7 @@ class Stack:
             "Airflow API server (--airflow-port)": self.airflow_port,
             "Airflow worker log server (--airflow-port + 1)": self.airflow_port + 1,
             "Airflow triggerer log server (--airflow-port + 2)": self.airflow_port + 2,
+            **more_triggerer_ports(self.airflow_port, self.triggerers),
             "JID (--jid-port)": self.jid_port,
         }
 
@@ -370,6 +397,7 @@ class Stack:
             "backend": self.backend,
             "dags_folder": str(self.dags_folder),
             "launch_config": str(self.launch_config_path),
+            "triggerer_jobs": self.triggerer_jobs,
             "started": dt.datetime.now(dt.UTC).isoformat(),
         }
         (self.state_dir / "stack.json").write_text(json.dumps(state, indent=2) + "\n")

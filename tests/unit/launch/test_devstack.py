@@ -76,3 +76,23 @@ def test_status_and_down_with_nothing_recorded(tmp_path, capsys):
     assert main(["--state-dir", str(tmp_path), "status"]) == 3
     assert main(["--state-dir", str(tmp_path), "down"]) == 0
     assert "nothing recorded" in capsys.readouterr().out
+
+
+def test_restart_without_a_stack_says_so(tmp_path, capsys):
+    from lute.launch.devstack import main
+
+    assert main(["restart", "jid", "--state-dir", str(tmp_path)]) == 1
+    assert "no restartable components recorded" in capsys.readouterr().err
+
+
+def test_restart_keeps_how_each_component_started_private(tmp_path):
+    from lute.launch.readiness import StackError
+    from lute.launch.restart import SpawnSpec, read_spec, write_spec
+
+    spec = SpawnSpec(["jid-service", "serve"], {"JID_AUTH_SECRET": "s"}, str(tmp_path),
+                     str(tmp_path / "logs"), str(tmp_path / "pids"))
+    write_spec(tmp_path, "jid", spec)
+    assert read_spec(tmp_path, "jid") == spec
+    assert (tmp_path / "spawn" / "jid.json").stat().st_mode & 0o077 == 0
+    with pytest.raises(StackError, match=r"no component 'jdi' .*; did you mean 'jid'"):
+        read_spec(tmp_path, "jdi")
