@@ -6,11 +6,20 @@ managed task (``def.name``) and ``def.parameters`` (the config path and Slurm
 options), and the config file has not been modified since the earlier job
 was submitted (its content then is the content now). A token scoped to one
 run may reuse only jobs of its own user.
+
+The job must also have run the code the new step would run: its log's
+provenance line (``lute.io.provenance``: the versions of ``lute-jid`` and of
+the distributions that register the managed task and its Task, and the git
+revision and changes of an editable checkout) must equal what the JID finds
+installed now (cached 5 s). A job whose log records none, or other code, is not
+reused; the answer says why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +27,15 @@ from pydantic import BaseModel, Field
 
 from jid_service.auth import Principal
 from jid_service.store import JobRecord
+from lute.io import provenance
 from lute.job_status import JobStatus
+
+log = logging.getLogger(__name__)
 
 SCAN = 500
 """How many of the experiment's newest DONE jobs are looked at."""
+HEAD_BYTES = 64 * 1024
+"""How much of a log's start is read for its provenance when the end alone was read."""
 
 
 class DoneStep(BaseModel):
@@ -29,6 +43,11 @@ class DoneStep(BaseModel):
 
     job: dict[str, Any] | None = Field(description="the earlier DONE job's document; null: none")
     log: str = Field("", description="its log (at most log_max_bytes, its end)")
+    provenance: dict[str, Any] | None = Field(
+        None, description="the code the reused job ran: distribution -> version, git revision, "
+        "dirty, changes")
+    refused: str | None = Field(
+        None, description="why the newest DONE job of the step is not reused (its code)")
 
 
 def run_of(run_num: Any) -> str:
@@ -70,3 +89,36 @@ def reusable(
         if record.created_at > config_modified:
             return record
     return None
+
+
+def code_refusal(recorded: provenance.Provenance | None,
+                 current: provenance.Provenance) -> str | None:
+    """Why a job that ran ``recorded`` may not stand in for a step running ``current``."""
+    if recorded is None:
+        return "its log records no code provenance (a job of an older LUTE?)"
+    changed = provenance.differences(recorded, current)
+    return f"the code changed since: {'; '.join(changed)}" if changed else None
+
+
+async def same_code(job: dict[str, Any], text: str, managed_task: str,
+                    head: Callable[[], Awaitable[str]]) -> DoneStep:
+    """The answer reusing ``job`` (its log ``text``) if it ran the code installed now.
+
+    ``head`` reads the log's start, for a log whose ``text`` is only its end.
+    """
+    recorded = provenance.from_log(text)
+    if recorded is None:
+        recorded = provenance.from_log(await head())
+    try:
+        current = await asyncio.to_thread(provenance.current, managed_task)
+    except Exception as err:  # an extension that fails to import: it cannot be compared
+        log.warning("cannot tell the code of managed task %s: %s", managed_task, err)
+        current = None
+    why = ("the JID cannot tell the code the step would run" if current is None
+           else code_refusal(recorded, current))
+    if why is not None:
+        refusal = f"job {job.get('tool_id')} ({job.get('_id')}) is not reused: {why}"
+        log.info("done_job: %s", refusal)
+        return DoneStep(job=None, refused=refusal)
+    assert recorded is not None
+    return DoneStep(job=job, log=text, provenance=recorded.to_json())

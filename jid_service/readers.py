@@ -13,7 +13,15 @@ from typing import Any
 from jid_service.auth import Principal
 from jid_service.backend_call import call_backend
 from jid_service.context import JobContext, ServicePart
-from jid_service.done_steps import SCAN, DoneStep, config_mtime, reusable, run_of
+from jid_service.done_steps import (
+    HEAD_BYTES,
+    SCAN,
+    DoneStep,
+    config_mtime,
+    reusable,
+    run_of,
+    same_code,
+)
 from jid_service.errors import NotFoundError, OverloadedError
 from jid_service.log_text import utf8_tail
 from jid_service.models import ControlDocument, LogSlice, TaskDuration
@@ -167,4 +175,9 @@ class Readers(ServicePart):
                          config_modified=modified)
         if found is None:
             return DoneStep(job=None)
-        return DoneStep(job=found.to_document(), log=await self.whole_log(found))
+
+        async def head() -> str:
+            return (await self.log_slice(found, 0, HEAD_BYTES)).text
+
+        return await same_code(found.to_document(), await self.whole_log(found),
+                               doc.definition.name, head)

@@ -145,6 +145,9 @@ class Executor:
             slurm_job_id=os.environ.get("SLURM_JOB_ID"),
             lute_version=__version__,
         )
+        from lute.io.provenance import record_run
+
+        self.say(record_run(db, run_id, self._prefix, self.task_name))
         self.say(
             f"starting Task {self.task_name} (record {run_id}, experiment "
             f"{header.experiment}, run {header.run})"

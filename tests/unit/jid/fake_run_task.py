@@ -1,12 +1,16 @@
 """A stand-in for ``lute-run-task`` in the JID's unit tests: behaves by task name.
 
 Tester exits 0, FailingTester exits 3, Sleeper sleeps until cancelled (or
-``JID_FAKE_SLEEP`` seconds). Every run prints its argv and batch environment.
+``JID_FAKE_SLEEP`` seconds). Every run prints its argv and batch environment,
+and the code provenance line ``lute-run-task`` prints (``done_job`` reads it).
 """
 
 import os
 import sys
 import time
+
+from lute.io.provenance import capture
+from lute.managed_tasks import managed_task_names
 
 
 def main() -> int:
@@ -16,6 +20,8 @@ def main() -> int:
     print(f"fake task {name} config={config} debug={'--debug' in args}", flush=True)
     print(f"EXPERIMENT={os.environ.get('EXPERIMENT')} RUN_NUM={os.environ.get('RUN_NUM')}",
           flush=True)
+    if name in managed_task_names():
+        print(f"{name}: {capture(name).log_line()}", flush=True)
     if name == "FailingTester":
         print("Task failed with return code: 3", flush=True)
         return 3
