@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         allowed_config_roots=[str(state_dir)],
         extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(state_dir / "defs")},
         jid_env={"JID_LOCAL_MAX_PARALLEL": "12"},
-        timeout=240.0,
+        timeout=600.0,  # start-up is not measured; a loaded machine is slow
     )
     print(f"starting the stack in {state_dir} (Airflow :{airflow_port}, JID :{jid_port})")
     t0 = time.monotonic()

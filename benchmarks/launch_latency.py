@@ -172,7 +172,9 @@ def main() -> int:
             1, exclude=range(airflow_port, airflow_port + 3))
         stack = Stack(root / "stack", airflow_port, jid_port,
                       extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir)},
-                      wait_for_dags=["lute_bench_chain", "lute_bench_chain_python"])
+                      wait_for_dags=["lute_bench_chain", "lute_bench_chain_python"],
+                      # start-up is not measured; a loaded machine needs more than the default
+                      timeout=600.0)
         t0 = time.monotonic()
         with stack:
             print(f"stack healthy in {time.monotonic() - t0:.1f} s")
