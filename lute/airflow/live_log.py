@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lute.airflow.client import AsyncJIDClient, JIDClient
-from lute.airflow.retry_policy import NO_RETRY
+from lute.airflow.retry_policy import NO_RETRY, RetryPolicy
 from lute.airflow.step_outcome import TASK_LOG_LIMIT_BYTES, task_log_line, task_log_lines
 from lute.launch.logstream import LogStream
 
@@ -54,6 +54,9 @@ FINAL_READ_BYTES = TASK_LOG_LIMIT_BYTES
 FINAL_READS = 16
 """The end-of-step read reads at most this many chunks of ``FINAL_READ_BYTES``; a longer
 rest is shown as the whole log's end, which then lies wholly after the lines shown."""
+
+FINAL_RETRY = RetryPolicy(attempts=3, budget_seconds=30.0)
+"""The end-of-step reads in the worker: a JID outage then delays the step's end little."""
 
 MAX_CONCURRENT_READS = 4
 MAX_READS_PER_SECOND = 10.0
@@ -212,6 +215,7 @@ def read_now(live: LiveLog, client: JIDClient, job: dict[str, Any], log: Any) ->
 def final_lines(live: LiveLog, client: JIDClient, job: dict[str, Any], whole_log: str) -> list[str]:
     """The end-of-step dump of a job whose log was (maybe) shown live up to ``live``."""
     final = live.final()
+    client = client.with_retry(FINAL_RETRY)
     while (request := final.request()) is not None:
         try:
             final.take(client.job_log(job, offset=request[0], limit=request[1]))

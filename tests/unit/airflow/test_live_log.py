@@ -7,6 +7,8 @@ back, ``complete`` once the job ended and the end was read).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from lute.airflow.client import JIDUnavailableError
@@ -14,9 +16,11 @@ from lute.airflow.live_log import (
     FINAL_READ_BYTES,
     FINAL_READS,
     LIVE_READ_BYTES,
+    MAX_CONCURRENT_READS,
     MAX_PENDING_BYTES,
     LiveLog,
     ReadGate,
+    TriggerLiveLog,
     final_lines,
     read_now,
 )
@@ -243,3 +247,46 @@ def test_the_read_gate_spaces_reads_at_its_rate() -> None:
     assert round(gate.reserve(), 3) == 0.05  # the reserved slots still count
     clock.now += 10.0
     assert gate.reserve() == 0.0  # an idle gate does not bank reads
+
+
+class FakeAsyncClient:
+    """A JID client whose reads take a while, counting how many run at once."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    async def job_log(self, job: dict, offset: int = 0, limit: int = 0) -> dict:
+        self.counts["in_flight"] += 1
+        self.counts["most"] = max(self.counts["most"], self.counts["in_flight"])
+        await asyncio.sleep(0.05)
+        self.counts["in_flight"] -= 1
+        self.counts["reads"] += 1
+        text = f"Sleeper: line of {job['_id']}\n"
+        return {"text": text, "offset": 0, "next_offset": len(text), "complete": False}
+
+    async def aclose(self) -> None:
+        self.counts["closed"] += 1
+
+
+async def test_the_triggers_of_a_process_share_one_client_and_a_bounded_number_of_reads() -> None:
+    counts = {"in_flight": 0, "most": 0, "reads": 0, "built": 0, "closed": 0}
+
+    def make() -> FakeAsyncClient:
+        counts["built"] += 1
+        return FakeAsyncClient(counts)
+
+    steps = 12
+    logs = [Log() for _ in range(steps)]
+    jobs = [{**RUNNING, "_id": f"job{i}"} for i in range(steps)]
+    followers = [
+        TriggerLiveLog(LiveLog("Sleeper", 1.0), "one-endpoint", make, lambda j=job: j, log)
+        for job, log in zip(jobs, logs, strict=True)
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for follower in followers:
+            await stack.enter_async_context(follower)
+        while not all(log.lines for log in logs):
+            await asyncio.sleep(0.05)
+    assert [log.lines for log in logs] == [[f"Sleeper: line of job{i}"] for i in range(steps)]
+    assert counts["built"] == 1 and counts["closed"] == 1
+    assert counts["most"] <= MAX_CONCURRENT_READS
