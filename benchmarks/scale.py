@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                    "LUTE_BENCH_SCALE_TARGET_FILE": str(target_file),
                    "LUTE_WORKFLOW_DEFS_DIR": str(state_dir / "defs")},
         jid_env=jid_env,
-        timeout=300.0,
+        timeout=900.0,  # start-up is not measured; a loaded machine is slow
     )
     print(f"starting the stack in {state_dir} (Airflow :{airflow_port}, JID :{jid_port})",
           flush=True)
