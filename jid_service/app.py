@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -128,6 +129,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         return failure(500, f"internal error ({type(exc).__name__})")
 
 
+def open_store(url: str, attempts: int = 3) -> JobStore:
+    """The store at ``url``; replicas starting at once may race to create its tables."""
+    for _attempt in range(attempts - 1):
+        try:
+            return JobStore(url)
+        except (IntegrityError, ProgrammingError):
+            time.sleep(0.2)  # another replica created them meanwhile: found next time
+    return JobStore(url)
+
+
 def create_app(
     settings: JIDSettings,
     backend: Backend | None = None,
@@ -146,7 +157,7 @@ def create_app(
         service = JobService(
             settings,
             backend if backend is not None else create_backend(settings),
-            store if store is not None else JobStore(settings.effective_db_url),
+            store if store is not None else open_store(settings.effective_db_url),
             metrics,
         )
         app.state.service = service

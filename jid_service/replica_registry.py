@@ -34,6 +34,7 @@ from sqlalchemy import (
     and_,
     delete,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -98,7 +99,11 @@ class ReplicaRegistry:
         self.engine = engine
         self.instance = instance
         self.name = name
-        metadata.create_all(engine)
+        with engine.begin() as conn:
+            # replicas starting together would race to create the tables
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || :n))"),
+                         {"n": ":jid-replica-tables"})
+            metadata.create_all(conn)
 
     def beat(self) -> None:
         """This replica is alive (inserted on the first call)."""

@@ -7,10 +7,12 @@ not seen from another.
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 
 import pytest
 
+from jid_service.app import open_store
 from jid_service.change_feed import CHANGED, ChangeFeed
 from jid_service.leadership import PollerLock, ReplicaRefusedError, hold_local_backend_lock
 from jid_service.replica_registry import ReplicaRegistry
@@ -105,3 +107,22 @@ def test_the_local_backend_lock_admits_one_process(pg_url: str) -> None:
     again = hold_local_backend_lock(pg_url)  # released with its connection
     assert again is not None
     again.close()
+
+
+def test_replicas_starting_together_create_the_tables_once(pg_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def start(n: int) -> None:
+        try:
+            store = open_store(pg_url)
+            ReplicaRegistry(store.engine, f"r{n}/1", f"r{n}")
+            store.close()
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=start, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
