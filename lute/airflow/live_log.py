@@ -30,7 +30,7 @@ import contextlib
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lute.airflow.client import AsyncJIDClient, JIDClient
@@ -77,6 +77,8 @@ class LiveLog:
     interval: float = DEFAULT_LOG_INTERVAL
     start: int = 0
     """The offset of the first line not shown yet (handed over by an earlier waiter)."""
+    shown_all: bool = False
+    """The end-of-step dump was written already (by the trigger): nothing is left to show."""
     clock: Callable[[], float] = time.monotonic
     _stream: LogStream = field(init=False, repr=False)
     _next_read: float = field(init=False, repr=False)
@@ -156,7 +158,7 @@ class FinalRead:
 
     def request(self) -> tuple[int, int] | None:
         """The next read's ``offset`` and ``limit``; None once the rest has been read."""
-        if self.done or not self.needed:
+        if self.done or not self.needed or self.live.shown_all:
             return None
         if self.reads >= FINAL_READS:
             self.overflow, self.done = True, True
@@ -184,6 +186,8 @@ class FinalRead:
     def lines(self, whole_log: str) -> list[str]:
         """The dump's lines; ``whole_log`` is the job's log text (XCom ``log``)."""
         task = self.live.task
+        if self.live.shown_all:
+            return []
         if not self.needed or self.overflow:
             return task_log_lines(task, whole_log)
         lines = task_log_lines(task, "".join(f"{line}\n" for line in self._lines))
@@ -221,7 +225,9 @@ def final_lines(live: LiveLog, client: JIDClient, job: dict[str, Any], whole_log
             final.take(client.job_log(job, offset=request[0], limit=request[1]))
         except Exception as exc:
             final.failed(exc)
-    return final.lines(whole_log)
+    lines = final.lines(whole_log)
+    live.shown_all = True
+    return lines
 
 
 async def afinal_lines(
@@ -234,7 +240,9 @@ async def afinal_lines(
             final.take(await client.job_log(job, offset=request[0], limit=request[1]))
         except Exception as exc:
             final.failed(exc)
-    return final.lines(whole_log)
+    lines = final.lines(whole_log)
+    live.shown_all = True
+    return lines
 
 
 # -- the triggerer: reads in the background, bounded per process -------------------
@@ -321,6 +329,15 @@ class TriggerLiveLog:
         self._key, self._make_client, self._job, self._log = key, make_client, job, log
         self._task: asyncio.Task[None] | None = None
         self._client: asyncio.Future[AsyncJIDClient] | None = None
+
+    @classmethod
+    def of(
+        cls, live: LiveLog, key: Hashable, endpoint: Any, transport: Any,
+        job: Callable[[], dict[str, Any] | None], log: Any,
+    ) -> TriggerLiveLog:
+        """Reads of ``endpoint`` (a :class:`~lute.airflow.hook.JIDEndpoint`): short, one attempt."""
+        reader = replace(endpoint, timeout=min(endpoint.timeout, READ_TIMEOUT))
+        return cls(live, key, lambda: reader.async_client(NO_RETRY, transport), job, log)
 
     async def __aenter__(self) -> TriggerLiveLog:
         if self.live.on:

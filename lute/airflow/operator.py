@@ -199,13 +199,13 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
         except ValueError as exc:
             raise AirflowException(str(exc)) from None
 
-    def _live(self, conf: Mapping[str, Any], start: int = 0) -> LiveLog:
+    def _live(self, conf: Mapping[str, Any], start: int = 0, shown_all: bool = False) -> LiveLog:
         """What this step shows of its job's log while it waits, from byte ``start``."""
         try:
             interval = seconds_for(conf, LOG_INTERVAL_CONF_KEY, self.log_interval)
         except ValueError as exc:
             raise AirflowException(str(exc)) from None
-        return LiveLog(self.lute_task_id, interval, start=start)
+        return LiveLog(self.lute_task_id, interval, start=start, shown_all=shown_all)
 
     def _trigger_kwargs(
         self, job: dict[str, Any] | None, token: str | None,
@@ -345,7 +345,8 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
                 f"{event.get('message', 'no message')}"
             )
         with self._client(conf) as client:
-            return self._finish(client, job, context, self._live(conf, event.get("log_offset", 0)))
+            live = self._live(conf, event.get("log_offset", 0), bool(event.get("log_shown")))
+            return self._finish(client, job, context, live)
 
     def _resume_without_job(self, context: Any, conf: Mapping[str, Any], event: Any) -> Any:
         doc = self.control_document(context)

@@ -56,7 +56,6 @@ from lute.airflow.job_wait import followed, has_ended, outage_message
 from lute.airflow.live_log import (
     DEFAULT_LOG_INTERVAL,
     LOG_INTERVAL_CONF_KEY,
-    READ_TIMEOUT,
     LiveLog,
     TriggerLiveLog,
     afinal_lines,
@@ -82,7 +81,8 @@ def _error(message: str, job: dict[str, Any]) -> TriggerEvent:
 
 def _finished(job: dict[str, Any], live: LiveLog) -> TriggerEvent:
     """The worker settles the step; its log goes on from the first line not shown."""
-    return TriggerEvent({"status": "finished", "job": job, "log_offset": live.line_start})
+    return TriggerEvent({"status": "finished", "job": job, "log_offset": live.line_start,
+                         "log_shown": live.shown_all})
 
 
 class _Ended(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -201,7 +201,8 @@ class JIDJobTrigger(BaseTrigger):
             # share one (see _wait_for_end).
             live = LiveLog(job.get("def", {}).get("name", "?"), self.log_interval,
                            start=self.log_offset)
-            async with self._live_log(endpoint, live):
+            async with TriggerLiveLog.of(live, self._key(endpoint), endpoint, self.transport,
+                                         lambda: self._current, self.log):
                 job = await self._wait_for_end(endpoint, job)
             if not (self.end_from_trigger and job.get("status") == "DONE"):
                 return _finished(job, live)
@@ -321,13 +322,6 @@ class JIDJobTrigger(BaseTrigger):
             endpoint.ca_bundle,
         )
 
-    def _live_log(self, endpoint: JIDEndpoint, live: LiveLog) -> TriggerLiveLog:
-        """The job's log shown while it runs: reads bounded per process, one attempt each."""
-        reader = replace(endpoint, timeout=min(endpoint.timeout, READ_TIMEOUT))
-        return TriggerLiveLog(live, self._key(endpoint),
-                              lambda: reader.async_client(transport=self.transport),
-                              lambda: self._current, self.log)
-
     async def _final_event(
         self, client: AsyncJIDClient, job: dict[str, Any], live: LiveLog
     ) -> TriggerEvent:
@@ -352,15 +346,16 @@ class JIDJobTrigger(BaseTrigger):
             return None
         if not isinstance(log_text, str):
             log_text = json.dumps(log_text)
+        # The trigger's lines are part of the task's log in Airflow 3 (only
+        # what the live lines did not show). Written before the XComs: the
+        # triggerer drops the lines of a trigger that ended before it read them.
+        for line in await afinal_lines(live, client, job, log_text):
+            self.log.info("%s", line)
         xcoms: dict[str, Any] = {"log": log_text}
         if self.push_return_value:
             xcoms["return_value"] = job.get("tool_id")
         if not await self._push_xcoms(xcoms):
             return None
-        # The trigger's lines are part of the task's log in Airflow 3; only
-        # what the live lines did not show.
-        for line in await afinal_lines(live, client, job, log_text):
-            self.log.info("%s", line)
         self.log.info(
             "job %s of %s ended %s (%s, exit code %s); log of %d characters stored in XCom",
             job.get("tool_id"), job.get("def", {}).get("name"), job.get("status"),

@@ -290,3 +290,15 @@ async def test_the_triggers_of_a_process_share_one_client_and_a_bounded_number_o
     assert [log.lines for log in logs] == [[f"Sleeper: line of job{i}"] for i in range(steps)]
     assert counts["built"] == 1 and counts["closed"] == 1
     assert counts["most"] <= MAX_CONCURRENT_READS
+
+
+def test_a_dump_written_by_the_trigger_is_not_written_again_by_the_worker() -> None:
+    clock, jid = Clock(), FakeJID()
+    trigger = LiveLog("Tester", 10.0, clock=clock)
+    jid.write("Tester: started\nTester: done\n")
+    jid.finished = True
+    assert final_lines(trigger, jid, DONE, jid.data.decode())  # the trigger's dump
+    assert trigger.shown_all  # sent as the event's log_shown when the worker resumes
+    worker = LiveLog("Tester", 10.0, start=trigger.line_start, shown_all=True, clock=clock)
+    assert final_lines(worker, jid, DONE, jid.data.decode()) == []
+    assert jid.reads == []
