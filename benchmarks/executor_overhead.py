@@ -4,6 +4,8 @@
    (``Sleeper`` with ``seconds: 0``: config parsing, validation, DB record,
    Task process, result, DB update) minus the median of
    ``python -c "import lute"``. Target: <= 0.2 s. For information, the same
+   difference in CPU seconds (user + system, the forked Task's included),
+   which a loaded machine inflates far less than wall time, and the same
    no-op with the Task started in a new interpreter instead of forked.
 2. IPC throughput: a separate process hands a 100 MB result to this one
    exactly as a Task process does (``send_result``: large payloads are
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -54,6 +57,15 @@ SENDER = textwrap.dedent(
     channel.close()
     """
 )
+
+
+def cpu_and_wall(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """User + system CPU seconds of one run (the forked Task's too, reaped by it), and its wall."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = timed(argv, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -161,13 +173,18 @@ def main() -> int:
         config = write_config(folder, args.mbytes)
         work = folder / "work"
         baseline, noop, spawned = [], [], []
+        baseline_cpu, noop_cpu = [], []
         run_task = [sys.executable, "-m", "lute.run_task", "-c", str(config)]
         spawn_env = dict(env, LUTE_TASK_PROCESS="spawn")
         timed([sys.executable, "-c", "import lute"], env)  # warm the page cache
         timed([*run_task, "-t", "Sleeper"], env)
         for _ in range(args.runs):  # interleaved so drift hits all alike
-            baseline.append(timed([sys.executable, "-c", "import lute"], env))
-            noop.append(timed([*run_task, "-t", "Sleeper"], env))
+            cpu, wall = cpu_and_wall([sys.executable, "-c", "import lute"], env)
+            baseline.append(wall)
+            baseline_cpu.append(cpu)
+            cpu, wall = cpu_and_wall([*run_task, "-t", "Sleeper"], env)
+            noop.append(wall)
+            noop_cpu.append(cpu)
             spawned.append(timed([*run_task, "-t", "Sleeper"], spawn_env))
         base_med, noop_med = statistics.median(baseline), statistics.median(noop)
         spawn_med = statistics.median(spawned)
@@ -179,6 +196,13 @@ def main() -> int:
         print(
             f"  overhead (difference) = {overhead:.3f} s  (target <= {TARGET_S:.3f} s: "
             f"{'met' if overhead <= TARGET_S else 'NOT met'})"
+        )
+        # CPU time hardly grows with the machine's load, wall time does
+        cpu_overhead = statistics.median(noop_cpu) - statistics.median(baseline_cpu)
+        print(
+            f"info: CPU (user + system) of the no-op: median {statistics.median(noop_cpu):.3f} s,"
+            f" of 'import lute' {statistics.median(baseline_cpu):.3f} s, overhead "
+            f"{cpu_overhead:.3f} s; load average {os.getloadavg()[0]:.2f}"
         )
         print(
             f"info: the same no-op with the Task in a new interpreter (LUTE_TASK_PROCESS=spawn):"
