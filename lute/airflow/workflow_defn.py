@@ -24,7 +24,10 @@ from a file takes its name from the file (``sfx_tagged.dag`` -> ``sfx_tagged``):
 its DAG id is ``lute_dyn_<name>_<hash8>`` and its file ``<name>__<hash>.yaml``;
 a definition without a name keeps ``lute_dyn_<hash12>`` and ``<hash>.yaml``.
 Two different workflows therefore never overwrite each other, and re-launching
-the same workflow reuses its DAG.
+the same workflow reuses its DAG. Where the launcher and Airflow share no file
+system, the launcher stores the same text as the Airflow Variable
+``lute_dyn_def__<file stem>`` instead (:func:`variable_key`), content-addressed
+in the same way.
 
 This module must not import Airflow: the launcher uses it.
 """
@@ -259,6 +262,38 @@ def _name_of_file(path: Path) -> str | None:
     return workflow_name(stem)
 
 
+VARIABLE_PREFIX = "lute_dyn_def__"
+"""Every Airflow Variable holding a definition is named ``<prefix>[<name>__]<hash>``."""
+
+
+def variable_key(defn: WorkflowDefinition) -> str:
+    """The Airflow Variable of a definition: content-addressed, like its file."""
+    return VARIABLE_PREFIX + defn.file_stem
+
+
+def definition_text(defn: WorkflowDefinition) -> str:
+    """What a store holds for a definition (a file's content, a Variable's value)."""
+    return yaml.safe_dump(defn.to_data(), sort_keys=False)
+
+
+def stored_text_definition(stem: str, text: str, source: str) -> WorkflowDefinition | None:
+    """The definition stored as ``text`` under ``stem`` (``[<name>__]<hash>``).
+
+    None when it is not a valid definition or its content does not hash to
+    ``stem``: a store may hold anything, and one bad entry must not break the
+    DAG factory.
+    """
+    match = re.fullmatch(rf"(?:(.+){NAME_SEPARATOR})?[0-9a-f]{{64}}", stem)
+    if match is None:
+        return None
+    name = workflow_name(match.group(1)) if match.group(1) else None
+    try:
+        defn = parse_definition(text, source=source, name=name)
+    except WorkflowDefinitionError:
+        return None
+    return defn if defn.file_stem == stem else None
+
+
 def definitions_dir() -> Path:
     """Where stored definitions live: ``$LUTE_WORKFLOW_DEFS_DIR`` or the repo default."""
     env = os.environ.get("LUTE_WORKFLOW_DEFS_DIR")
@@ -279,7 +314,7 @@ def store_definition(
     target_dir = Path(directory) if directory is not None else definitions_dir()
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / f"{defn.file_stem}.yaml"
-    text = yaml.safe_dump(defn.to_data(), sort_keys=False)
+    text = definition_text(defn)
     fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".yaml.part", dir=target_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -207,6 +207,17 @@ class AirflowClient:
         """Unpause a DAG."""
         self.request("PATCH", f"/api/v2/dags/{_q(dag_id)}", json={"is_paused": False})
 
+    def create_variable(self, key: str, value: str, description: str = "") -> bool:
+        """Create a Variable; False if one of that key already exists (it is left as it is)."""
+        body = {"key": key, "value": value, "description": description}
+        try:
+            self.request("POST", "/api/v2/variables", json=body)
+        except AirflowError as exc:
+            if exc.status_code == 409:
+                return False
+            raise
+        return True
+
     def tasks(self, dag_id: str) -> list[dict[str, Any]]:
         """The DAG's tasks (``task_id``, ``operator_name``, ...)."""
         return self.request("GET", f"/api/v2/dags/{_q(dag_id)}/tasks")["tasks"]

@@ -10,7 +10,8 @@ Slurm argument passed on to each managed task. A launch goes through five steps:
    ``Authorization``, it needs ``-e``/``-r`` and a JID token) and the workflow;
 2. pre-flight: Airflow (health, login) and the JID (health, token) answer, and
    the task config parses and has a section for every managed task;
-3. ready the DAG: store a ``-W`` definition and wait for Airflow to parse it,
+3. ready the DAG: store a ``-W`` definition (a file, or an Airflow Variable with
+   ``defs_store: airflow``: :mod:`lute.launch.defs_store`) and wait for Airflow to parse it,
    unpause the DAG;
 4. trigger ``lute_<workflow>`` and follow the run: each task's state changes
    once, each job's log streamed from the JID with the task name on each line;
@@ -44,7 +45,6 @@ from lute.airflow.workflow_defn import (
     WorkflowDefinition,
     WorkflowDefinitionError,
     load_definition,
-    store_definition,
 )
 from lute.launch.airflow_api import (
     AirflowAuthError,
@@ -56,6 +56,7 @@ from lute.launch.airflow_api import (
 from lute.launch.arguments import parse_args
 from lute.launch.conf_token import conf_authorization
 from lute.launch.context import ArpContext, arp_context, build_conf
+from lute.launch.defs_store import hand_over
 from lute.launch.exits import (
     EXIT_BAD_INPUT,
     EXIT_RUN_FAILED,
@@ -111,8 +112,8 @@ def _ready_dag(airflow: AirflowClient, inputs: LaunchInputs, out: Output) -> Non
     """Store a ``-W`` definition and wait for its DAG; unpause the DAG."""
     dag_id = inputs.dag_id
     if inputs.definition is not None:
-        path = store_definition(inputs.definition)
-        out.info(f"stored workflow definition {path.name} -> DAG {dag_id}")
+        where = hand_over(inputs.definition, inputs.profile.defs_store, airflow)
+        out.info(f"stored workflow definition {where} -> DAG {dag_id}")
         timeout = inputs.args.parse_timeout
         try:
             dag = airflow.wait_for_dag(

@@ -1,11 +1,14 @@
 """DAG factory of dynamic workflows (``launch_airflow.py -W workflow.yaml``).
 
-The launcher stores each distinct workflow definition as ``<sha256>.yaml`` in
-the definitions directory (``$LUTE_WORKFLOW_DEFS_DIR``, default
-``workflows/airflow/dynamic_defs``); this file turns every stored definition
-into its own DAG (``lute_dyn_<name>_<hash8>``, shown by its name; or
-``lute_dyn_<hash12>`` without one), one task per step, so concurrent
-launches of different workflows never share state. It reads local files only.
+The launcher stores each distinct workflow definition as
+``[<name>__]<sha256>.yaml`` in the definitions directory
+(``$LUTE_WORKFLOW_DEFS_DIR``, default ``workflows/airflow/dynamic_defs``), or,
+with ``defs_store: airflow``, as the Airflow Variable
+``lute_dyn_def__[<name>__]<sha256>`` (:mod:`lute.airflow.variable_defs`); this
+file turns every stored definition of either store into its own DAG
+(``lute_dyn_<name>_<hash8>``, shown by its name; or ``lute_dyn_<hash12>``
+without one), one task per step, so concurrent launches of different
+workflows never share state. The same definition in both stores is one DAG.
 
 A task is named by its managed task; a name that appears again in the same
 tree is put in a task group (``step2.PeakFinder``) to keep task ids unique
@@ -19,6 +22,7 @@ from datetime import datetime
 from airflow.sdk import DAG, TaskGroup
 
 from lute.airflow.operator import JIDSlurmOperator
+from lute.airflow.variable_defs import variable_definitions
 from lute.airflow.workflow_defn import WorkflowDefinition, WorkflowStep, stored_definitions
 
 
@@ -52,5 +56,10 @@ def _build(defn: WorkflowDefinition, source: str) -> DAG:
     return dag
 
 
+_sources: dict[str, tuple[WorkflowDefinition, str]] = {}
 for _path, _defn in stored_definitions():
-    globals()[_defn.dag_id] = _build(_defn, _path.name)
+    _sources.setdefault(_defn.dag_id, (_defn, _path.name))
+for _key, _defn in variable_definitions():
+    _sources.setdefault(_defn.dag_id, (_defn, f"Airflow Variable {_key}"))
+for _dag_id, (_defn, _source) in _sources.items():
+    globals()[_dag_id] = _build(_defn, _source)

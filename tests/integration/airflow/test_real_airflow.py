@@ -261,3 +261,50 @@ def test_steps_started_in_the_triggerer_submit_there(airflow_stack) -> None:
     assert state == "success"
     assert "dry run of Sleeper" in client.xcom(dag_id, dry_run_id, "s01.Sleeper", "log")
     assert airflow_stack.jid_jobs(dry["ARP_ROOT_JOB_ID"]) == []
+
+
+def test_definitions_handed_over_through_airflow_variables(airflow_stack, tmp_path) -> None:
+    """``defs_store: airflow``: no shared path; two launches at once, then one again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lute.airflow.workflow_defn import VARIABLE_PREFIX, load_definition, variable_key
+    from tests.integration.launch.support import launcher_env, run_launcher
+
+    stack, client = airflow_stack.stack, airflow_stack.client
+    # the launcher's own defs dir, which no Airflow process reads
+    launcher_defs = tmp_path / "launcher_defs"
+    env = launcher_env(stack, launcher_defs, LUTE_DEFS_STORE="airflow")
+    files = {}
+    for name, text in {
+        "alpha": "task_name: Tester\nnext: [{task_name: BinaryTester}]\n",
+        "beta": "task_name: Tester\nslurm_params: '--ntasks=1'\nnext: []\n",
+    }.items():
+        files[name] = tmp_path / f"{name}.yaml"
+        files[name].write_text(text)
+    defs = {name: load_definition(path) for name, path in files.items()}
+
+    def launch(path, *extra: str):
+        return run_launcher(env, "-c", str(airflow_stack.config), "-W", str(path),
+                            "-e", "xpptut15", "-r", "12", *extra)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = dict(zip(files, pool.map(launch, files.values()), strict=True))
+    for name, res in results.items():
+        assert res.returncode == 0, res.stdout + res.stderr
+        key = variable_key(defs[name])
+        assert f"stored workflow definition Airflow Variable {key} -> DAG " \
+               f"{defs[name].dag_id}" in res.stdout, res.stdout
+    assert not launcher_defs.exists() or not list(launcher_defs.iterdir())
+
+    def stored() -> dict[str, str]:
+        body = client.request("GET", "/api/v2/variables",
+                              params={"variable_key_pattern": VARIABLE_PREFIX, "limit": 100})
+        return {v["key"]: v["value"] for v in body["variables"]}
+
+    assert set(stored()) == {variable_key(d) for d in defs.values()}
+    # the same definition again: the same Variable, the same DAG
+    again = launch(files["alpha"], "--dry-run")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"Airflow Variable {variable_key(defs['alpha'])} (already there)" in again.stdout
+    assert set(stored()) == {variable_key(d) for d in defs.values()}
+    assert sorted(client.dag_ids("lute_dyn_alpha%")) == [defs["alpha"].dag_id]
