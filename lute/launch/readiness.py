@@ -7,7 +7,8 @@ culprit, when a recorded process exits or the start-up deadline passes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,10 +113,7 @@ def wait_dags(
     # launch right after `up` would then be told the workflow does not exist
     if not dag_ids:
         return
-    with httpx.Client(base_url=airflow_url, timeout=10.0) as client:
-        tok = client.post("/auth/token", json={"username": username, "password": password})
-        tok.raise_for_status()
-        client.headers["Authorization"] = bearer(tok.json()["access_token"]) or ""
+    with airflow_session(airflow_url, username, password) as client:
         missing = list(dag_ids)
         while missing:
             missing = [d for d in missing if client.get(f"/api/v2/dags/{d}").status_code != 200]
@@ -129,3 +127,36 @@ def wait_dags(
                     + f"; last lines of {dag_processor_log}:\n{log_tail(dag_processor_log)}"
                 )
             time.sleep(0.5)
+
+
+@contextmanager
+def airflow_session(airflow_url: str, username: str, password: str) -> Iterator[httpx.Client]:
+    """A client of Airflow's REST API, logged in with the stack's admin user."""
+    with httpx.Client(base_url=airflow_url, timeout=10.0) as client:
+        tok = client.post("/auth/token", json={"username": username, "password": password})
+        tok.raise_for_status()
+        client.headers["Authorization"] = bearer(tok.json()["access_token"]) or ""
+        yield client
+
+
+def alive_triggerer_jobs(api: httpx.Client) -> set[int]:
+    """The ids of the triggerer jobs that heartbeat (Airflow's ``is_alive``)."""
+    params = {"job_type": "TriggererJob", "is_alive": "true", "limit": 100}
+    response = api.get("/api/v2/jobs", params=params)
+    response.raise_for_status()
+    return {int(job["id"]) for job in response.json()["jobs"]}
+
+
+def new_triggerer_job(startup: Startup, api: httpx.Client, known: set[int]) -> int:
+    """The id of the one alive triggerer job not in ``known``, once there is exactly one."""
+    while True:
+        new = alive_triggerer_jobs(api) - known
+        if len(new) == 1:
+            return new.pop()
+        dead = startup.dead()
+        if dead or time.monotonic() > startup.deadline or len(new) > 1:
+            why = (f"{dead[0].name} exited" if dead else
+                   f"{len(new)} new triggerer jobs at once" if new else "no new triggerer job")
+            tails = "\n".join(f"--- {r.name}:\n{log_tail(r.log_path, 10)}" for r in startup.records)
+            raise StackError(f"triggerer not ready: {why}\n{tails}")
+        time.sleep(0.3)
