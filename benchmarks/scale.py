@@ -72,6 +72,8 @@ from lute.launch.stack import Stack
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "lute_bench_scale"
 SENSOR_DAG_ID = "lute_bench_scale_sensors"
+SPREAD_S = 10
+"""The sensors' targets spread over this many seconds (as ``workflows/airflow/bench_scale.py``)."""
 STARTED_LINE = "Start from trigger enabled for task"
 """What the triggerer logs as it starts a task's trigger (Airflow 3's triggerer_job_runner)."""
 HOLD_S = 3600
@@ -207,7 +209,9 @@ def run_sensors(client: AirflowClient, sampler: Sampler, args, target_file: Path
 
     run.until(all_started, pause=1.0)
     run.until(lambda: False)
-    gaps = [_time(ti["end_date"]) - target.timestamp() for ti in run.tis if ti.get("end_date")]
+    # each sensor waits for the target plus (its index % SPREAD_S) seconds
+    gaps = [_time(ti["end_date"]) - target.timestamp() - int(ti["task_id"][1:]) % SPREAD_S
+            for ti in run.tis if ti.get("end_date")]
     started = run.moments.get("all_started")
     return run.figures(sampler, ("all_started", "target")) | {
         "all_started_before_target_s": round(run.moments["target"] - started, 1)

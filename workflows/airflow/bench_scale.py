@@ -15,7 +15,7 @@ target, so the benchmark sees when the DAG processor has read it.
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
@@ -44,6 +44,12 @@ def _fixed_target() -> str | None:
 
 
 TARGET = _fixed_target()
+SPREAD_S = 10
+
+
+def _spread(target: str, index: int) -> str:
+    """Sensor ``index``'s own target: the common one plus ``index % SPREAD_S`` seconds."""
+    return (datetime.fromisoformat(target) + timedelta(seconds=index % SPREAD_S)).isoformat()
 
 _COMMON = {
     "schedule": None,
@@ -76,7 +82,10 @@ with DAG(
             task_id=f"t{index:03d}",
             end_from_trigger=True,  # as the Sleeper steps end theirs
             start_from_trigger=TARGET is not None,
-            target_time=TARGET or (
+            # spread over SPREAD_S seconds: hundreds of triggers firing in the
+            # same instant deadlock Airflow 3.x's triggerer (the runner blocks
+            # writing their log lines while the supervisor blocks sending to it)
+            target_time=_spread(TARGET, index) if TARGET else (
                 "{{ (dag_run.start_date + macros.timedelta("
                 "seconds=dag_run.conf.get('seconds', 60))).isoformat() }}"
             ),
