@@ -266,9 +266,12 @@ def run_slurm_steps(client: AirflowClient, sampler: Sampler, args, config: Path,
         run.until(lambda: not releaser.is_alive())
         run.moments["released_ended"] = time.monotonic()
         if not releaser.is_alive() and run.state not in ("success", "failed"):
-            # only some were released: the others' steps end failed, their jobs cancelled
+            # only some were released: the run is marked failed (the waiting
+            # steps end without a worker resuming each) and their jobs cancelled
+            run.poll()
+            run.client.mark_run_failed(DAG_ID, run.run_id)
             jobs.cancel_all()
-            run.until(lambda: False)
+            run.moments["end"] = time.monotonic()
         releaser.stopped.set()
         releaser.join(timeout=30)
         if releaser.error:
