@@ -42,21 +42,22 @@ def _require_secret(settings: JIDSettings) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the daemon under uvicorn (one worker: the poller lives in the process)."""
+    settings = _settings(args.settings)
+    _require_secret(settings)
+    # held (open) until the process exits, when the server releases it; taken
+    # before the heavy imports so that a refused replica says so at once
+    local_lock = _one_local_replica(settings)
     import uvicorn
 
     from jid_service.access_log import uvicorn_log_config
     from jid_service.app import create_app
 
-    settings = _settings(args.settings)
-    _require_secret(settings)
     make_own_files_private()
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from jid_service.backends import create_backend
     from jid_service.backends.base import BackendError
 
-    # held (open) until the process exits: the server releases it then
-    local_lock = _one_local_replica(settings)
     try:
         backend = create_backend(settings)
     except (BackendError, ValueError, OSError) as err:

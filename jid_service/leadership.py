@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 POLLER_LOCK = "jid-poller"
 LOCAL_BACKEND_LOCK = "jid-local-backend"
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
-              "keepalives_count": 3}
-"""A lock holder whose host vanished (no FIN) is noticed by the server within about 25 s."""
+              "keepalives_count": 3, "connect_timeout": 10}
+"""A lock holder whose host vanished (no FIN) is noticed by the server within about 25 s;
+a server that does not answer does not hold up a tick for more than 10 s."""
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(current_schema() || ':' || %s))"
 
 
@@ -34,7 +35,7 @@ def connect_kwargs(engine: Engine) -> dict[str, Any]:
     """psycopg's connection arguments for the database of ``engine`` (PostgreSQL)."""
     _args, kwargs = engine.dialect.create_connect_args(engine.url)
     kwargs.pop("context", None)
-    return {**kwargs, **KEEPALIVES}
+    return {**KEEPALIVES, **kwargs}  # what db_url says wins
 
 
 def is_postgres(engine: Engine) -> bool:

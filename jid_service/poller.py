@@ -253,6 +253,7 @@ class Poller(ServicePart):
                 failures = await self._poll_tick(failures)
             else:
                 failures = 0
+                self.metrics.poll_ticks.labels("standby").inc()
                 await self._standby_tick()
             delay = self.settings.poll_interval * (2 ** min(failures, 4))
             delay = min(delay, max(MAX_POLL_BACKOFF, self.settings.poll_interval))
@@ -308,6 +309,9 @@ class Poller(ServicePart):
             self.standby_stale = Staleness(f"store unavailable: {type(err).__name__}", 5.0)
             return
         self.standby_stale = staleness(state, self.settings.poll_interval)
+        if state is not None and state.tick_ok_at is not None:
+            # the gauge (and the alert on it) follows the poller this replica follows
+            self.metrics.last_tick.set(state.tick_ok_at)
         changed_at = state.changed_at if state is not None else None
         if changed_at != self._seen_change:
             self._seen_change = changed_at

@@ -10,7 +10,7 @@ import pytest
 from tests.integration.ha.replicas import health
 from tests.support.jid_server import JidServer, jid_service_argv
 
-pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 
 
 def test_a_second_local_replica_refuses_to_start(pg_url: str, tmp_path: Path) -> None:
@@ -22,7 +22,7 @@ def test_a_second_local_replica_refuses_to_start(pg_url: str, tmp_path: Path) ->
         assert health(first)["poller"] == "leader"
         refused = subprocess.run(
             [*jid_service_argv(), "serve", "--host", "127.0.0.1", "--port", str(second.port)],
-            env=second.env(), capture_output=True, text=True, timeout=60, check=False)
+            env=second.env(), capture_output=True, text=True, timeout=150, check=False)
         assert refused.returncode != 0
         message = refused.stderr.strip().splitlines()
         assert message == [
