@@ -2,16 +2,19 @@
 
 Task logs are read through the REST API. One run defers every step (a DONE
 job ends the task from the trigger, so the lines come from the triggerer),
-one waits in the worker; both are started at once. A workflow run again with
-``jid_skip_done`` submits nothing.
+one waits in the worker; both are started at once. A step whose job runs a
+while shows its job's lines in the task log before it ends, each line once.
+A workflow run again with ``jid_skip_done`` submits nothing.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from lute.airflow.step_outcome import task_log_line
 from tests.integration.airflow.test_real_airflow import _follow, _jid_log, _task_log, _trigger
 from tests.unit.airflow.support import run_conf, write_test_config
 
@@ -20,6 +23,11 @@ pytestmark = [pytest.mark.airflow, pytest.mark.timeout(600)]
 
 def _job_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
+
+
+def _encoded(task_id: str, line: str) -> str:
+    """A job log line as the task log (served JSON-encoded) holds it."""
+    return json.dumps(task_log_line(task_id, line))[1:-1]
 
 
 def test_the_task_log_shows_the_job_log_of_deferred_and_inline_steps(airflow_stack) -> None:
@@ -43,11 +51,52 @@ def test_the_task_log_shows_the_job_log_of_deferred_and_inline_steps(airflow_sta
             assert lines, (mode, task_id)
             task_log = _task_log(client, "lute_test", run_id, task_id)
             for line in (lines[0], lines[-1]):
-                # the task log is served JSON-encoded: compare encoded forms
-                encoded = json.dumps(f"[{task_id}] {line}")[1:-1]
-                assert encoded in task_log, (mode, task_id, line, task_log[-3000:])
+                assert _encoded(task_id, line) in task_log, (mode, task_id, line, task_log[-3000:])
+            # lute-run-task's "Tester: " prefix is not doubled
+            assert f"{task_id}: {task_id}: " not in task_log and f"[{task_id}]" not in task_log
             # XCom 'log' is unchanged: the job's log as the JID serves it
             assert client.xcom("lute_test", run_id, task_id, "log") == job_log
+
+
+def test_a_running_step_shows_its_job_log_in_the_task_log_before_it_ends(airflow_stack) -> None:
+    from lute.airflow.workflow_defn import parse_definition, store_definition
+
+    client = airflow_stack.client
+    defn = parse_definition("task_name: Sleeper")  # one step: a line every 0.5 s for 8 s
+    store_definition(defn, airflow_stack.root / "defs")
+    config = write_test_config(airflow_stack.root / "cfg_live", sleep_seconds=8)
+    confs = {
+        "deferred": run_conf(config, jid_defer_after=0, jid_log_interval=1),
+        "inline": run_conf(config, jid_deferrable=False, jid_log_interval=1),
+    }
+    runs = {mode: _trigger(client, defn.dag_id, conf) for mode, conf in confs.items()}
+    live: dict[str, str] = {}
+    deadline = time.monotonic() + 180
+    while len(live) < len(runs) and time.monotonic() < deadline:
+        for mode, run_id in runs.items():
+            if mode in live:
+                continue
+            (ti,) = client.task_instances(defn.dag_id, run_id)
+            if ti["state"] not in ("running", "deferred"):
+                continue
+            log = _task_log(client, defn.dag_id, run_id, "Sleeper")
+            (after,) = client.task_instances(defn.dag_id, run_id)
+            # a tick line was in the task log while the step still waited
+            if "Sleep: tick" in log and after["state"] in ("running", "deferred"):
+                live[mode] = after["state"]
+        time.sleep(0.5)
+    assert live == {"deferred": "deferred", "inline": "running"}, live
+    for mode, run_id in runs.items():
+        state, seen = _follow(client, defn.dag_id, run_id)
+        assert state == "success", (mode, seen)
+        (job,) = airflow_stack.jid_jobs(confs[mode]["ARP_ROOT_JOB_ID"])
+        lines = _job_lines(_jid_log(airflow_stack, job))
+        assert sum("Sleep: tick" in line for line in lines) >= 10, lines
+        task_log = _task_log(client, defn.dag_id, run_id, "Sleeper")
+        for line in lines:
+            # every line of the job's log, live or at the end, and only once
+            event = f'"{_encoded("Sleeper", line)}"'
+            assert task_log.count(event) == 1, (mode, line, task_log[-3000:])
 
 
 def test_a_rerun_with_skip_done_submits_no_job(airflow_stack) -> None:
