@@ -221,7 +221,7 @@ def main() -> int:
             procs.append(start_replica(work, name, settings, port))
         for proc, port, name in zip(procs, ports, ("replica-a", "replica-b"), strict=True):
             try:
-                wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+                wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=180)
             except SystemExit:
                 print((work / name / "jid.log").read_text()[-3000:], file=sys.stderr)
                 raise
