@@ -7,7 +7,7 @@ and token). A restart stops exactly that component's recorded process, starts
 it again the same way, with the same log and pid files, and waits until it
 is ready: the JID answers ``/healthz``; the api-server answers Airflow's
 health endpoint; the scheduler, triggerer and dag-processor have sent a
-heartbeat since the restart began. Other components keep running.
+heartbeat since the restart began and Airflow reports them healthy. Other components keep running.
 """
 
 from __future__ import annotations
@@ -103,10 +103,12 @@ def _ready(client: httpx.Client, name: str, since: dt.datetime, urls: tuple[str,
     if beat is None:  # the api-server: it answered
         return ""
     entry, field = beat
-    stamp = (answer.json().get(entry) or {}).get(field)
-    if stamp and dt.datetime.fromisoformat(stamp) >= since:
-        return ""
-    return f"no {entry} heartbeat since the restart (latest: {stamp})"
+    health = answer.json().get(entry) or {}
+    stamp = health.get(field)
+    if not stamp or dt.datetime.fromisoformat(stamp) < since:
+        return f"no {entry} heartbeat since the restart (latest: {stamp})"
+    # the newest heartbeat is the new process's; healthy once Airflow counts it alive
+    return "" if health.get("status") == "healthy" else f"{entry} {health.get('status')}"
 
 
 def _wait_ready(

@@ -1,8 +1,8 @@
 """Launcher messages that name the easy cause, against a real dev stack.
 
-The stack's DAG folder holds the test and dynamic workflows and one DAG file
-that fails to import. Every launch here but one dry run stops in the
-pre-flight, so the module costs one stack start-up and no job.
+The package's stack (``conftest.py``) has a DAG folder with the test and
+dynamic workflows and one DAG file that fails to import. Every launch here
+but one dry run stops in the pre-flight: the module runs no job.
 """
 
 from __future__ import annotations
@@ -14,52 +14,23 @@ import time
 import pytest
 
 from jid_service.auth import issue_token
-from lute.launch.stack import REPO_ROOT, Stack
+from lute.launch.stack import REPO_ROOT
 from tests.integration.launch.support import (
     airflow_get,
     jid_jobs,
-    launcher_env,
     run_launcher,
-    stack_ports,
     unused_port,
     write_test_config,
 )
 
-BROKEN_DAG = '''\
-from datetime import datetime
 
-from airflow.sdk import DAG
-
-from lute.airflow.operator import JIDSlurmOperator
-
-with DAG(dag_id="lute_broken", schedule=None, start_date=datetime(2024, 1)) as dag:
-    JIDSlurmOperator(task_id="Tester")
-'''
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, defs_dir):
-    """A stack whose DAG folder has lute_test, the dynamic workflows and a broken file."""
-    dags = tmp_path_factory.mktemp("dags")
-    for name in ("test.py", "dynamic.py"):
-        shutil.copy(REPO_ROOT / "workflows" / "airflow" / name, dags / name)
-    (dags / "broken.py").write_text(BROKEN_DAG)
-    airflow_port, jid_port = stack_ports()
-    with Stack(
-        tmp_path_factory.mktemp("stack"), airflow_port=airflow_port, jid_port=jid_port,
-        dags_folder=dags, extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir)},
-        wait_for_dags=["lute_test"], dag_refresh_s=2,
-    ) as s:
-        deadline = time.monotonic() + 120
-        while not airflow_get(s, "/api/v2/importErrors")["import_errors"]:
-            assert time.monotonic() < deadline, "Airflow recorded no import error"
-            time.sleep(1)
-        yield s
-
-
-@pytest.fixture
-def env(stack, defs_dir):
-    return launcher_env(stack, defs_dir)
+@pytest.fixture(scope="module", autouse=True)
+def import_error_recorded(stack):
+    """Airflow has recorded the broken DAG file's import error."""
+    deadline = time.monotonic() + 120
+    while not airflow_get(stack, "/api/v2/importErrors")["import_errors"]:
+        assert time.monotonic() < deadline, "Airflow recorded no import error"
+        time.sleep(1)
 
 
 def _runs(stack) -> int:
