@@ -5,7 +5,7 @@ makes (a :class:`Call`); :class:`JIDClient` performs calls blocking and
 :class:`AsyncJIDClient` on asyncio, so both have every endpoint and cannot
 drift apart.
 
-Every call has a timeout. Connection errors, 429 and 503 are retried under the
+Every call has a timeout. Connection errors, 429, 502, 503 and 504 are retried under the
 client's :class:`~lute.airflow.retry_policy.RetryPolicy` (exponential backoff
 honouring ``Retry-After``); every other failure is decoded from the JID's
 envelope into a typed :class:`~lute.airflow.jid_errors.JIDError`. Retrying is

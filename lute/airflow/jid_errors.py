@@ -90,7 +90,9 @@ def decode_response(response: httpx.Response) -> object:
         raise JIDValidationError(f"JID rejected {where} ({status}): {message}", status)
     if status == 404:
         raise JIDNotFoundError(f"JID: not found ({where}): {message}", status)
-    if status in (429, 503):
+    # 502/504 come from a reverse proxy whose JID replica died or stalled
+    # mid-request; every JID call is safe to repeat, so they are outages too.
+    if status in (429, 502, 503, 504):
         raise JIDUnavailableError(
             f"JID unavailable ({status}) for {where}: {message}",
             status,

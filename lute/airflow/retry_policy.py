@@ -5,7 +5,7 @@ one, bounded by a number of attempts and a time budget. The JID clients retry
 each call under one; a step's long wait for its job (the operator's blocking
 wait and the trigger) rides out an outage under :meth:`RetryPolicy.outage`.
 Only :class:`~lute.airflow.jid_errors.JIDUnavailableError` (connection
-errors, 429, 503) is retried.
+errors, 429, 502, 503, 504) is retried.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from lute.airflow.jid_errors import JIDUnavailableError
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long and how often to retry connection errors, 429 and 503.
+    """How long and how often to retry connection errors, 429, 502, 503 and 504.
 
     ``attempts`` or ``budget_seconds`` None: no bound of that kind.
     """

@@ -10,7 +10,7 @@ steps deferring together), so it is followed at once; a trigger that is
 cancelled (the task was cleared or moved to another triggerer) simply stops
 being followed. The waiter closes its client once no job is left.
 
-JID outages (connection errors, 429, 503) are retried with backoff honouring
+JID outages (connection errors, 429, 502-504) are retried with backoff honouring
 ``Retry-After``; each follower gives up with :class:`JIDUnavailableError`
 once the outage has lasted its own ``outage_timeout``. A refusal of the whole
 request (a job the token may not see, say) is narrowed down to the jobs

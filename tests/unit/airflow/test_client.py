@@ -112,6 +112,38 @@ async def test_persistent_503_ends_as_unavailable(tmp_path) -> None:
     assert info.value.status_code == 503
 
 
+class _ProxyGateway(httpx.AsyncBaseTransport):
+    """A reverse proxy in front of the JID: its first answers are its own 502/504 pages."""
+
+    def __init__(self, upstream: httpx.AsyncBaseTransport, statuses: list[int]) -> None:
+        self.upstream = upstream
+        self.statuses = list(statuses)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.statuses:
+            status = self.statuses.pop(0)
+            return httpx.Response(status, text="<html>Bad Gateway</html>", request=request)
+        return await self.upstream.handle_async_request(request)
+
+
+async def test_proxy_gateway_errors_are_retried_as_outages(tmp_path) -> None:
+    async with in_process_jid(tmp_path) as jid:
+        gateway = _ProxyGateway(httpx.ASGITransport(app=jid.asgi), [502, 504])
+        policy = RetryPolicy(attempts=5, budget_seconds=30, initial_backoff=0.01)
+        async with AsyncJIDClient(BASE, token=jid.token, transport=gateway,
+                                  retry=policy) as client:
+            job = await client.start_job(_doc(jid))
+        assert gateway.statuses == []
+        assert job["tool_id"]
+        gateway = _ProxyGateway(httpx.ASGITransport(app=jid.asgi), [502] * 5)
+        async with AsyncJIDClient(BASE, token=jid.token, transport=gateway,
+                                  retry=RetryPolicy(attempts=2, budget_seconds=5,
+                                                    initial_backoff=0.01)) as client:
+            with pytest.raises(JIDUnavailableError) as info:
+                await client.start_job(_doc(jid))
+    assert info.value.status_code == 502
+
+
 async def test_connection_refused_is_unavailable_after_retries() -> None:
     policy = RetryPolicy(attempts=2, budget_seconds=5, initial_backoff=0.01)
     # Port 9 on loopback: nothing listens there.
