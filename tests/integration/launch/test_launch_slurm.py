@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import time
 
 import pytest
 
+from jid_service.slurm_options import DEFAULT_SLURM_OPTIONS
 from lute.launch.stack import REPO_ROOT, Stack
 from tests.integration.launch.support import (
     jid_jobs,
@@ -17,6 +19,7 @@ from tests.integration.launch.support import (
     stack_ports,
     write_test_config,
 )
+from tests.integration.slurm.test_slurm_costs import HOLD_MIB, HOLD_SECONDS, memory_holder
 
 pytestmark = pytest.mark.slurm
 SUBMIT = REPO_ROOT / "launch_scripts" / "submit_launch_airflow.sh"
@@ -38,7 +41,12 @@ def stack(tmp_path_factory, defs_dir):
     airflow_port, jid_port = stack_ports()
     with Stack(
         tmp_path_factory.mktemp("slurm_stack"), airflow_port=airflow_port, jid_port=jid_port,
-        backend="slurm", extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir)},
+        backend="slurm",
+        # the site lets users sample memory every second (--acctg-freq=1): this
+        # cluster's JobAcctGatherFrequency (30 s) never samples a short job
+        extra_env={"LUTE_WORKFLOW_DEFS_DIR": str(defs_dir),
+                   "JID_SLURM_ALLOWED_OPTIONS": json.dumps([*DEFAULT_SLURM_OPTIONS,
+                                                            "acctg-freq"])},
         wait_for_dags=["lute_test"],
     ) as s:
         yield s
@@ -56,6 +64,31 @@ def test_test_workflow_on_slurm(stack, defs_dir, tmp_path):
     table = res.stdout[res.stdout.index("┏"):]
     row = next(ln for ln in table.splitlines() if " Tester " in ln)
     assert re.search(r"│ \d+ +│ DONE", row), row
+    # every step's queue wait and run time come from sacct
+    assert "queue wait" in table and "peak mem" in table
+    assert re.search(r"│ DONE +│ [0-9][^│]* │ [0-9][^│]* │", row), row
+
+
+def test_a_step_s_cost_from_slurm_accounting(stack, defs_dir, tmp_path):
+    holder = memory_holder(tmp_path / "hold_memory.py")
+    cfg = write_test_config(tmp_path / "cfg")
+    cfg.write_text(cfg.read_text().replace('executable: "/bin/ls"', f'executable: "{holder}"'))
+    defn = tmp_path / "cost.yaml"
+    defn.write_text("task_name: BinaryTester\nnext: []\n")
+    env = launcher_env(stack, defs_dir)
+    res = run_launcher(env, "-c", str(cfg), "-W", str(defn), "-e", "costtest", "-r", "23",
+                       "--partition=debug", "--acctg-freq=1", timeout=280)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert any(f"held {HOLD_MIB} MiB" in ln for ln in res.lines("[BinaryTester] ")), res.stdout
+    (job,) = jid_jobs(stack, experiment="costtest")  # the only run of this experiment
+    cost = job["cost"]
+    assert cost["exit_code"] == 0 and cost["cpus"] >= 1
+    assert cost["queue_wait_seconds"] >= 0 and cost["run_seconds"] >= HOLD_SECONDS
+    assert cost["max_rss_bytes"] >= HOLD_MIB << 20, cost  # MaxRSS of the batch step
+    assert 0 < cost["cpu_efficiency"] <= 1.5 and cost["cpu_seconds"] > 0
+    table = res.stdout[res.stdout.index("┏"):]
+    row = next(ln for ln in table.splitlines() if " BinaryTester " in ln)
+    assert re.search(r"│ [0-9.]+ MiB +│ [0-9]+% +│", row), row
 
 
 def _wait_slurm_job(job_id: str, timeout: float) -> str:
