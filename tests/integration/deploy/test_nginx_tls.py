@@ -35,6 +35,7 @@ from lute.launch.output import Output
 from lute.launch.ports import free_port_block
 from lute.launch.preflight import connect_jid
 from lute.launch.userconfig import Profile
+from tests.integration.airflow.conftest import JIDProcess, run_dag_test
 from tests.integration.jid.serve_process import (
     EXPERIMENT,
     ServeProcess,
@@ -42,7 +43,7 @@ from tests.integration.jid.serve_process import (
     write_task_config,
 )
 from tests.support.jid_server import jid_service_argv
-from tests.unit.airflow.support import REPO_ROOT
+from tests.unit.airflow.support import REPO_ROOT, run_conf, write_test_config
 
 from .tls_material import make_tls_files
 
@@ -235,3 +236,25 @@ async def test_the_connections_ca_bundle_serves_hook_trigger_and_launcher(
     trusted.close()
     with pytest.raises(LaunchError, match="unable to get local issuer certificate"):
         connect_jid(Profile(jid_url=proxy.base), ctx, out)
+
+
+@pytest.mark.airflow
+@pytest.mark.timeout(400)
+def test_a_workflow_through_nginx_and_tls(tmp_path: Path, jid: ServeProcess, proxy: Proxy,
+                                          monkeypatch) -> None:
+    """A whole workflow in real Airflow whose site's JID is the one behind the proxy."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    # the run's ARP_LOCATION picks jid_tls; jid_default (direct) is not used
+    monkeypatch.setenv("AIRFLOW_CONN_JID_TLS", _connection(proxy, jid.token, proxy.ca))
+    config = write_test_config(tmp_path / "cfg")
+    direct = JIDProcess(jid.base, jid.port, "not-the-token", config, tmp_path / "jid")
+    conf = run_conf(config, experiment=EXPERIMENT, ARP_LOCATION="TLS")
+    outcome = run_dag_test(tmp_path / "run", direct, "test.py", "lute_test", conf)
+    assert outcome["state"] == "success", outcome["output"][-3000:]
+    with JIDClient(jid.base, token=jid.token) as client:
+        jobs = client.request("GET", f"jobs?arp_root_job_id={conf['ARP_ROOT_JOB_ID']}")
+    assert jobs and {j["status"] for j in jobs} == {"DONE"}
+    # every submission went through nginx
+    access = (tmp_path / "nginx" / "logs" / "lute-jid.access.log").read_text()
+    assert access.count(f"POST {PREFIX}/jid/ws/{EXPERIMENT}/start_job") == len(jobs)
