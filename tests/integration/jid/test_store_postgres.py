@@ -6,13 +6,11 @@ Each test works in a schema of its own, dropped afterwards.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +18,7 @@ import sqlalchemy as sa
 from jid_service.auth import issue_token
 from jid_service.settings import JIDSettings
 from jid_service.store import INTERRUPTED_RAW_STATUS, JobStore, StateUpdate
+from tests.support.pg_schema import fresh_schema
 from tests.unit.jid.conftest import FAKE_TASK, SECRET, running_app
 from tests.unit.jid.test_api import BASE, wait_final
 
@@ -28,24 +27,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    url = os.environ.get("LUTE_TEST_PG_URL")
-    if not url:
-        pytest.fail("LUTE_TEST_PG_URL is not set: start PostgreSQL with "
-                    "launch_scripts/dev/start_postgres.sh and export its output", pytrace=False)
-    schema = f"jid_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as err:
-        pytest.fail(f"PostgreSQL at LUTE_TEST_PG_URL is not reachable: {err}", pytrace=False)
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema() as url:
+        yield url
 
 
 def _doc(job_id: str, experiment: str = "exp1", root: str = "r1") -> dict:
