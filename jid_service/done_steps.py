@@ -3,9 +3,18 @@
 Two jobs are the same step when they have the same experiment, run (the part
 of ``run_num`` before ``_``: the launcher adds the launch time after it),
 managed task (``def.name``) and ``def.parameters`` (the config path and Slurm
-options), and the config file has not been modified since the earlier job
-was submitted (its content then is the content now). A token scoped to one
-run may reuse only jobs of its own user.
+options), and what the step reads of the config file is unchanged: the
+config digest its log records (``lute.io.step_config``: the header and its
+Task's section) equals the file's now; for a job whose log records none, the
+file has not been modified since it was submitted. A token scoped to one run
+may reuse only jobs of its own user.
+
+Nor is a job reused once an earlier step of the same run (the same
+``arp_root_job_id``) really ran again after it: its output may be what this
+step reads. So a changed parameter reruns its step and the steps after it,
+and the steps before it are still reused. Steps of a parallel branch that
+ask after such a step ended rerun too: never a stale reuse, sometimes one
+rerun more than needed.
 
 The job must also have run the code the new step would run: its log's
 provenance line (``lute.io.provenance``: the versions of ``lute-jid`` and of
@@ -27,7 +36,7 @@ from pydantic import BaseModel, Field
 
 from jid_service.auth import Principal
 from jid_service.store import JobRecord
-from lute.io import provenance
+from lute.io import provenance, step_config
 from lute.job_status import JobStatus
 
 log = logging.getLogger(__name__)
@@ -76,18 +85,40 @@ def same_step(record: JobRecord, name: str, parameters: str, run: str) -> bool:
 
 def reusable(
     records: Iterable[JobRecord], principal: Principal, *, name: str, parameters: str,
-    run: str, config_modified: float | None,
+    run: str,
 ) -> JobRecord | None:
-    """The newest DONE record of the step submitted after the config's last change."""
-    if config_modified is None:
-        return None
+    """The newest DONE record of the step that ``principal`` may reuse."""
     for record in records:
         if record.status != JobStatus.DONE.value or not same_step(record, name, parameters, run):
             continue
         if principal.run is not None and record.user != principal.user:
             continue
-        if record.created_at > config_modified:
-            return record
+        return record
+    return None
+
+
+def config_refusal(record: JobRecord, recorded: str | None, current: str | None,
+                   config_modified: float | None) -> str | None:
+    """Why ``record`` (its log's config digest ``recorded``) may not stand in for the step now."""
+    if recorded is not None and current is not None:
+        return None if recorded == current else (
+            "its Task's section or the header of the config changed since")
+    if config_modified is None:
+        return "the config cannot be read"
+    if record.created_at > config_modified:
+        return None
+    return "the config was modified since (and its log records no config digest)"
+
+
+def ran_again_since(record: JobRecord, run_jobs: Iterable[JobRecord],
+                    step_id: str) -> str | None:
+    """Why ``record`` is stale: a step of this run ended DONE after it was submitted."""
+    for other in run_jobs:
+        if (other.id not in (step_id, record.id) and other.status == JobStatus.DONE.value
+                and other.updated_at > record.created_at):
+            name = (other.document.get("def") or {}).get("name", "?")
+            return (f"an earlier step of this run ran again since ({name}, "
+                    f"job {other.tool_id})")
     return None
 
 
@@ -98,6 +129,25 @@ def code_refusal(recorded: provenance.Provenance | None,
         return "its log records no code provenance (a job of an older LUTE?)"
     changed = provenance.differences(recorded, current)
     return f"the code changed since: {'; '.join(changed)}" if changed else None
+
+
+def refused(job: dict[str, Any], why: str) -> DoneStep:
+    """The answer that ``job`` is not reused, and why (also logged)."""
+    refusal = f"job {job.get('tool_id')} ({job.get('_id')}) is not reused: {why}"
+    log.info("done_job: %s", refusal)
+    return DoneStep(job=None, refused=refusal)
+
+
+def step_config_digest(config: Path, managed_task: str) -> str | None:
+    """What ``managed_task`` reads of ``config`` now, as :mod:`lute.io.step_config`'s digest."""
+    from lute.managed_tasks import get_managed_task
+
+    try:
+        task = get_managed_task(managed_task).task_name
+    except Exception as err:  # an extension that fails to import: no digest, no reuse by it
+        log.warning("cannot tell the Task of managed task %s: %s", managed_task, err)
+        return None
+    return step_config.step_digest(config, task)
 
 
 async def same_code(job: dict[str, Any], text: str, managed_task: str,
@@ -117,8 +167,6 @@ async def same_code(job: dict[str, Any], text: str, managed_task: str,
     why = ("the JID cannot tell the code the step would run" if current is None
            else code_refusal(recorded, current))
     if why is not None:
-        refusal = f"job {job.get('tool_id')} ({job.get('_id')}) is not reused: {why}"
-        log.info("done_job: %s", refusal)
-        return DoneStep(job=None, refused=refusal)
+        return refused(job, why)
     assert recorded is not None
     return DoneStep(job=job, log=text, provenance=recorded.to_json())

@@ -18,9 +18,13 @@ from jid_service.done_steps import (
     SCAN,
     DoneStep,
     config_mtime,
+    config_refusal,
+    ran_again_since,
+    refused,
     reusable,
     run_of,
     same_code,
+    step_config_digest,
 )
 from jid_service.errors import NotFoundError, OverloadedError
 from jid_service.log_text import utf8_tail
@@ -28,6 +32,7 @@ from jid_service.models import ControlDocument, LogSlice, TaskDuration
 from jid_service.poller import Poller
 from jid_service.store import JobRecord
 from jid_service.validation import check_document_experiment, read_parameters
+from lute.io import step_config
 from lute.job_status import JobStatus
 
 MAX_WAITERS = 1000
@@ -167,17 +172,26 @@ class Readers(ServicePart):
         principal.require_experiment(experiment)
         check_document_experiment(doc, experiment)
         parameters = read_parameters(doc.definition.parameters, self.settings)
-        modified = await asyncio.to_thread(config_mtime, parameters.config)
         records = await asyncio.to_thread(self.store.query, principal.experiments, experiment,
                                           None, JobStatus.DONE.value, SCAN, True)
         found = reusable(reversed(records), principal, name=doc.definition.name,
-                         parameters=doc.definition.parameters, run=run_of(doc.run_num),
-                         config_modified=modified)
+                         parameters=doc.definition.parameters, run=run_of(doc.run_num))
         if found is None:
             return DoneStep(job=None)
+        text = await self.whole_log(found)
 
         async def head() -> str:
             return (await self.log_slice(found, 0, HEAD_BYTES)).text
 
-        return await same_code(found.to_document(), await self.whole_log(found),
-                               doc.definition.name, head)
+        recorded = step_config.from_log(text) or step_config.from_log(await head())
+        current = await asyncio.to_thread(step_config_digest, parameters.config,
+                                          doc.definition.name)
+        modified = await asyncio.to_thread(config_mtime, parameters.config)
+        why = config_refusal(found, recorded, current, modified)
+        if why is None and doc.arp_root_job_id:
+            run_jobs = await asyncio.to_thread(self.store.query, principal.experiments,
+                                               experiment, str(doc.arp_root_job_id))
+            why = ran_again_since(found, run_jobs, doc.id)
+        if why is not None:
+            return refused(found.to_document(), why)
+        return await same_code(found.to_document(), text, doc.definition.name, head)

@@ -148,6 +148,9 @@ class Executor:
         from lute.io.provenance import record_run
 
         self.say(record_run(db, run_id, self._prefix, self.task_name))
+        from lute.io.step_config import log_line
+
+        self.say(log_line(config.path, self.task_name))
         self.say(
             f"starting Task {self.task_name} (record {run_id}, experiment "
             f"{header.experiment}, run {header.run})"

@@ -4,7 +4,8 @@ Task logs are read through the REST API. One run defers every step (a DONE
 job ends the task from the trigger, so the lines come from the triggerer),
 one waits in the worker; both are started at once. A step whose job runs a
 while shows its job's lines in the task log before it ends, each line once.
-A workflow run again with ``jid_skip_done`` submits nothing.
+A workflow run again with ``jid_skip_done`` submits nothing; with one parameter
+of a middle step changed, it and the steps after it run again.
 """
 
 from __future__ import annotations
@@ -122,6 +123,24 @@ def test_a_rerun_with_skip_done_submits_no_job(airflow_stack) -> None:
         assert f"skipped {task_id}: job {job['tool_id']}" in log, (task_id, log[-3000:])
         assert client.xcom("lute_test", run_id, task_id, "log") == _jid_log(airflow_stack, job)
         assert client.xcom("lute_test", run_id, task_id, "return_value") == job["tool_id"]
+
+    # one parameter of a middle step changed: it and the steps after it rerun,
+    # the steps before it are reused (BinaryTester, a parallel branch, may be either)
+    config.write_text(config.read_text().replace("num_lines: 100", "num_lines: 50"))
+    third = run_conf(config, jid_defer_after=0, jid_skip_done=True)
+    run_id = _trigger(client, "lute_test", third)
+    state, seen = _follow(client, "lute_test", run_id)
+    assert state == "success", seen
+    reran = {j["def"]["name"] for j in airflow_stack.jid_jobs(third["ARP_ROOT_JOB_ID"])}
+    assert {"WriteTester", "ReadTester"} <= reran <= {"WriteTester", "ReadTester",
+                                                      "BinaryTester"}, reran
+    for task_id in ("Tester", "SocketTester"):
+        log = _task_log(client, "lute_test", run_id, task_id)
+        assert f"skipped {task_id}: job {earlier[task_id]['tool_id']}" in log, log[-3000:]
+    changed = _task_log(client, "lute_test", run_id, "WriteTester")
+    assert "config changed since" in changed, changed[-3000:]
+    after = _task_log(client, "lute_test", run_id, "ReadTester")
+    assert "an earlier step of this run ran again since (WriteTester" in after, after[-3000:]
 
 
 def test_steps_started_in_the_triggerer_reuse_done_jobs_there(airflow_stack) -> None:

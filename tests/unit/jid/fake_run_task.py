@@ -2,7 +2,8 @@
 
 Tester exits 0, FailingTester exits 3, Sleeper sleeps until cancelled (or
 ``JID_FAKE_SLEEP`` seconds). Every run prints its argv and batch environment,
-and the code provenance line ``lute-run-task`` prints (``done_job`` reads it).
+and the code provenance and config digest lines ``lute-run-task`` prints
+(``done_job`` reads them).
 """
 
 import os
@@ -10,6 +11,7 @@ import sys
 import time
 
 from lute.io.provenance import capture
+from lute.io.step_config import log_line
 from lute.managed_tasks import managed_task_names
 
 
@@ -22,6 +24,9 @@ def main() -> int:
           flush=True)
     if name in managed_task_names():
         print(f"{name}: {capture(name).log_line()}", flush=True)
+        from lute.managed_tasks import get_managed_task
+
+        print(f"{name}: {log_line(config, get_managed_task(name).task_name)}", flush=True)
     if name == "FailingTester":
         print("Task failed with return code: 3", flush=True)
         return 3
