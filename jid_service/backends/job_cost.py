@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class JobCost(BaseModel):
     """A finished job's queue wait, run time, exit code, peak memory and CPU use."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a client sends documents back, and `false` is no efficiency
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     queue_wait_seconds: float | None = Field(
         default=None, ge=0, description="from submission to start")
