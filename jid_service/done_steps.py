@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 
 from jid_service.auth import Principal
 from jid_service.store import JobRecord
-from lute.io import provenance, step_config
+from lute.io import provenance
 from lute.job_status import JobStatus
 
 log = logging.getLogger(__name__)
@@ -138,29 +138,29 @@ def refused(job: dict[str, Any], why: str) -> DoneStep:
     return DoneStep(job=None, refused=refusal)
 
 
-def step_config_digest(config: Path, managed_task: str) -> str | None:
-    """What ``managed_task`` reads of ``config`` now, as :mod:`lute.io.step_config`'s digest."""
+def task_of(managed_task: str) -> str | None:
+    """The Task ``managed_task`` runs; None when its package cannot be imported."""
     from lute.managed_tasks import get_managed_task
 
     try:
-        task = get_managed_task(managed_task).task_name
-    except Exception as err:  # an extension that fails to import: no digest, no reuse by it
+        return get_managed_task(managed_task).task_name
+    except Exception as err:  # an extension that fails to import: never reused
         log.warning("cannot tell the Task of managed task %s: %s", managed_task, err)
         return None
-    return step_config.step_digest(config, task)
 
 
-async def same_code(job: dict[str, Any], text: str, managed_task: str,
+async def same_code(job: dict[str, Any], text: str, managed_task: str, task: str,
                     head: Callable[[], Awaitable[str]]) -> DoneStep:
     """The answer reusing ``job`` (its log ``text``) if it ran the code installed now.
 
-    ``head`` reads the log's start, for a log whose ``text`` is only its end.
+    ``task`` is the Task ``managed_task`` runs; ``head`` reads the log's
+    start, for a log whose ``text`` is only its end.
     """
     recorded = provenance.from_log(text)
     if recorded is None:
         recorded = provenance.from_log(await head())
     try:
-        current = await asyncio.to_thread(provenance.current, managed_task)
+        current = await asyncio.to_thread(provenance.current, managed_task, task)
     except Exception as err:  # an extension that fails to import: it cannot be compared
         log.warning("cannot tell the code of managed task %s: %s", managed_task, err)
         current = None

@@ -24,7 +24,7 @@ from jid_service.done_steps import (
     reusable,
     run_of,
     same_code,
-    step_config_digest,
+    task_of,
 )
 from jid_service.errors import NotFoundError, OverloadedError
 from jid_service.log_text import utf8_tail
@@ -183,9 +183,11 @@ class Readers(ServicePart):
         async def head() -> str:
             return (await self.log_slice(found, 0, HEAD_BYTES)).text
 
+        task = await asyncio.to_thread(task_of, doc.definition.name)
+        if task is None:
+            return refused(found.to_document(), "the JID cannot tell the Task the step runs")
         recorded = step_config.from_log(text) or step_config.from_log(await head())
-        current = await asyncio.to_thread(step_config_digest, parameters.config,
-                                          doc.definition.name)
+        current = await asyncio.to_thread(step_config.step_digest, parameters.config, task)
         modified = await asyncio.to_thread(config_mtime, parameters.config)
         why = config_refusal(found, recorded, current, modified)
         if why is None and doc.arp_root_job_id:
@@ -194,4 +196,4 @@ class Readers(ServicePart):
             why = ran_again_since(found, run_jobs, doc.id)
         if why is not None:
             return refused(found.to_document(), why)
-        return await same_code(found.to_document(), text, doc.definition.name, head)
+        return await same_code(found.to_document(), text, doc.definition.name, task, head)

@@ -206,44 +206,39 @@ def distribution_version(name: str) -> CodeVersion:
     return CodeVersion(version, state.revision, state.dirty, state.changes)
 
 
-def involved(managed_task: str, task: str | None = None) -> list[str]:
+def involved(managed_task: str, task: str) -> list[str]:
     """The distributions whose code managed task ``managed_task`` (Task ``task``) runs."""
-    from lute.extensions import BUILT_IN
-    from lute.managed_tasks import get_managed_task, registrations
-    from lute.tasks.registry import registrations as task_registrations
+    # from the entry points alone: what is not registered there is built in
+    from lute.extensions import MANAGED_TASKS_GROUP, TASKS_GROUP, registered
 
     names = [LUTE_DISTRIBUTION]
-    managed = registrations().get(managed_task)
-    if managed is not None and managed.package != BUILT_IN:
-        names.append(managed.package)
-    if task is None and managed is not None:
-        task = get_managed_task(managed_task).task_name
-    registered = task_registrations().get(task or "")
-    if registered is not None and registered.package != BUILT_IN:
-        names.append(registered.package)
+    for group, name in ((MANAGED_TASKS_GROUP, managed_task), (TASKS_GROUP, task)):
+        registration = registered(group).get(name)
+        if registration is not None:
+            names.append(registration.package)
     return sorted(set(names))
 
 
-def capture(managed_task: str, task: str | None = None) -> Provenance:
-    """The provenance of a run of ``managed_task`` started now."""
+def capture(managed_task: str, task: str) -> Provenance:
+    """The provenance of a run of ``managed_task`` (Task ``task``) started now."""
     return Provenance({name: distribution_version(name)
                        for name in involved(managed_task, task)})
 
 
-_cache: dict[str, tuple[float, Provenance]] = {}
+_cache: dict[tuple[str, str], tuple[float, Provenance]] = {}
 _cache_lock = threading.Lock()
 
 
-def current(managed_task: str) -> Provenance:
+def current(managed_task: str, task: str) -> Provenance:
     """:func:`capture` of ``managed_task``, reused for :data:`CACHE_SECONDS` (blocking)."""
     now = time.monotonic()
     with _cache_lock:
-        hit = _cache.get(managed_task)
+        hit = _cache.get((managed_task, task))
     if hit is not None and now - hit[0] < CACHE_SECONDS:
         return hit[1]
-    found = capture(managed_task)
+    found = capture(managed_task, task)
     with _cache_lock:
-        _cache[managed_task] = (now, found)
+        _cache[(managed_task, task)] = (now, found)
     return found
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lute.tasks.base import Task
+from lute.tasks.peak_matching import match_peaks
 
 PEAK_COLUMNS = ("frame", "row", "col", "row_c", "col_c", "height", "intensity", "snr")
 STATS_COLUMNS = ("frame", "mean", "std", "median", "min", "max", "saturated")
@@ -108,28 +109,6 @@ def find_peaks_in_frame(frame: Any, threshold_sigma: float, window: int) -> list
         height = float(frame[r, c] - bg)
         peaks.append((int(r), int(c), row_c, col_c, height, float(box.sum()), height / noise))
     return peaks
-
-
-def match_peaks(found: Any, truth: Any, radius: float) -> int:
-    """How many true positions have a found peak within ``radius`` (one-to-one, greedy)."""
-    import numpy as np
-
-    if len(found) == 0 or len(truth) == 0:
-        return 0
-    dist = np.hypot(found[:, None, 0] - truth[None, :, 0], found[:, None, 1] - truth[None, :, 1])
-    matched = 0
-    used_found: set[int] = set()
-    used_truth: set[int] = set()
-    for flat in np.argsort(dist, axis=None):
-        i, j = np.unravel_index(flat, dist.shape)
-        if dist[i, j] > radius:
-            break
-        if i in used_found or j in used_truth:
-            continue
-        used_found.add(int(i))
-        used_truth.add(int(j))
-        matched += 1
-    return matched
 
 
 class FindPeaks(Task):

@@ -84,7 +84,7 @@ def load(title: str, peaks: dict[str, list[str]], frames: list[int], *,
     """Gather the figure's data; scores when ``frames_file`` holds the simulated truth."""
     import numpy as np
 
-    from lute.tasks.frames import match_peaks
+    from lute.tasks.peak_matching import match_peaks
 
     peak_frame = np.asarray(peaks.get("frame", []), dtype=int)
     rc = np.column_stack([np.asarray(peaks.get("row_c", []), dtype=float),

@@ -8,7 +8,8 @@ import numpy as np
 
 from lute.io.db import ResultsDB
 from lute.managed_tasks import get_managed_task
-from lute.tasks.frames import find_peaks_in_frame, match_peaks
+from lute.tasks.frames import find_peaks_in_frame
+from lute.tasks.peak_matching import match_peaks
 
 
 def test_find_peaks_finds_known_peaks():

@@ -69,18 +69,19 @@ def test_an_editable_install_of_a_checkout_carries_its_git_state(
     (info / "direct_url.json").write_text(json.dumps(
         {"url": checkout.as_uri(), "dir_info": {"editable": True}}))
     (info / "top_level.txt").write_text("pkg\n")
-    found = capture("Greeter")
+    found = capture("Greeter", "Greet")
     assert sorted(found.distributions) == ["facility-tasks", "lute-jid"]
     assert found.distributions["lute-jid"].version == metadata.version("lute-jid")
     facility_code = found.distributions["facility-tasks"]
     assert (facility_code.version, facility_code.revision, facility_code.dirty) == (
         "0.1", git(checkout, "rev-parse", "HEAD"), False)
     (checkout / "pkg" / "code.py").write_text("X = 2\n")
-    assert differences(found, capture("Greeter")) == ["facility-tasks: other uncommitted changes"]
+    assert differences(found, capture("Greeter", "Greet")) == [
+        "facility-tasks: other uncommitted changes"]
 
 
 def test_an_installed_copy_has_only_its_version(facility: Path) -> None:
-    code = capture("Greeter").distributions["facility-tasks"]
+    code = capture("Greeter", "Greet").distributions["facility-tasks"]
     assert code == CodeVersion("0.1")
 
 
@@ -108,4 +109,4 @@ def test_a_run_records_its_provenance_and_logs_it(make_config, tmp_path: Path) -
         (run,) = db.runs()
         assert provenance.recorded(db, run.id) == logged
         assert provenance.recorded(db, run.id + 1) is None
-    assert logged == capture("Tester")  # what the JID computes for the same step
+    assert logged == capture("Tester", "Test")  # what the JID computes for the same step

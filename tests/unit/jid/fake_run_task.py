@@ -23,10 +23,11 @@ def main() -> int:
     print(f"EXPERIMENT={os.environ.get('EXPERIMENT')} RUN_NUM={os.environ.get('RUN_NUM')}",
           flush=True)
     if name in managed_task_names():
-        print(f"{name}: {capture(name).log_line()}", flush=True)
         from lute.managed_tasks import get_managed_task
 
-        print(f"{name}: {log_line(config, get_managed_task(name).task_name)}", flush=True)
+        task = get_managed_task(name).task_name
+        print(f"{name}: {capture(name, task).log_line()}", flush=True)
+        print(f"{name}: {log_line(config, task)}", flush=True)
     if name == "FailingTester":
         print("Task failed with return code: 3", flush=True)
         return 3

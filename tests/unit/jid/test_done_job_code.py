@@ -30,13 +30,13 @@ async def test_a_job_of_other_code_is_not_reused(
         assert same["job"]["_id"] == earlier["_id"]
         assert same["refused"] is None
         # what the job's log says it ran, as the JID sends it on
-        assert same["provenance"] == provenance.capture("Tester").to_json()
+        assert same["provenance"] == provenance.capture("Tester", "Test").to_json()
 
-        installed = provenance.capture("Tester")
+        installed = provenance.capture("Tester", "Test")
         lute = installed.distributions["lute-jid"]
         upgraded = Provenance({**installed.distributions,
                                "lute-jid": dataclasses.replace(lute, version="99.0")})
-        monkeypatch.setattr(provenance, "current", lambda managed_task: upgraded)
+        monkeypatch.setattr(provenance, "current", lambda managed_task, task: upgraded)
         changed = await _done(client, doc(), auth)
     assert changed["job"] is None and changed["provenance"] is None
     assert changed["refused"] == (
