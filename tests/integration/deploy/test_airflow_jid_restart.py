@@ -19,22 +19,13 @@ import pytest
 
 from lute.launch.processes import spawn
 from tests.integration.airflow.conftest import airflow_stack  # noqa: F401 - fixture
+from tests.integration.deploy.waiting import until
 from tests.unit.airflow.support import run_conf, write_test_config
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(600)]
 
 DAG_ID = "lute_bench_parallel"
 STEPS = 12
-
-
-def _until(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def test_deferred_steps_survive_a_jid_restart(airflow_stack) -> None:  # noqa: F811 - fixture
@@ -53,12 +44,12 @@ def test_deferred_steps_survive_a_jid_restart(airflow_stack) -> None:  # noqa: F
         running = [j for j in jobs if j["status"] == "RUNNING"]
         return states.count("deferred") >= 5 and len(running) >= 5
 
-    _until("5 deferred steps with 5 running jobs", deferred_and_running)
+    until("5 deferred steps with 5 running jobs", deferred_and_running)
     submitted = {j["_id"]: j["tool_id"] for j in airflow_stack.jid_jobs(root)}
 
     (jid,) = [r for r in stack.running() if r.name == "jid"]
     os.kill(jid.pid, signal.SIGTERM)
-    _until("the JID to exit", lambda: not jid.is_alive(), timeout=60)
+    until("the JID to exit", lambda: not jid.is_alive(), timeout=60)
     spawn("jid", stack.jid_argv(), env=stack.jid_environment(), cwd=stack.state_dir,
           log_dir=stack.log_dir, pid_dir=stack.pid_dir)
 
@@ -67,7 +58,7 @@ def test_deferred_steps_survive_a_jid_restart(airflow_stack) -> None:  # noqa: F
             return httpx.get(f"{stack.jid_url}/healthz", timeout=5).status_code == 200
         return False
 
-    _until("the restarted JID", healthy, timeout=60)
+    until("the restarted JID", healthy, timeout=60)
 
     deadline = time.monotonic() + 300
     seen: dict[str, list[str]] = {}

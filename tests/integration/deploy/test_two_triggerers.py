@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from lute.launch.airflow_api import AirflowClient
 from lute.launch.ports import free_port_block
 from lute.launch.stack import Stack
+from tests.integration.deploy.waiting import until
 from tests.unit.airflow.support import run_conf, write_test_config
 
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres, pytest.mark.timeout(900)]
@@ -94,16 +95,6 @@ def stack(tmp_path_factory, metadata_url: sa.URL) -> Iterator[Stack]:
         yield started
 
 
-def _until(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
 def _holders(db: sa.Engine, run_id: str) -> dict[int | None, int]:
     """How many of the run's deferred steps each triggerer job holds (None: unassigned)."""
     with db.connect() as conn:
@@ -144,7 +135,7 @@ def test_the_other_triggerer_takes_over_the_steps_of_a_killed_one(
             holders = {t: n for t, n in _holders(db, run_id).items() if t is not None}
             return holders if len(running) >= 3 and sum(holders.values()) >= 3 else None
 
-        holders = _until("3 steps deferred, held by a triggerer, their jobs running",
+        holders = until("3 steps deferred, held by a triggerer, their jobs running",
                          deferred_and_held, timeout=240)
         submitted = {j["_id"]: j["tool_id"] for j in jid_jobs()}
 
@@ -153,13 +144,13 @@ def test_the_other_triggerer_takes_over_the_steps_of_a_killed_one(
         survivor_job = next(j for j in by_job if j != victim_job)
         (victim,) = [r for r in stack.running() if r.name == by_job[victim_job]]
         os.killpg(victim.pid, signal.SIGKILL)  # the triggerer and its trigger runner
-        _until("the killed triggerer to be gone", lambda: not victim.is_alive(), timeout=30)
+        until("the killed triggerer to be gone", lambda: not victim.is_alive(), timeout=30)
 
         # Airflow gives the dead triggerer's triggers to the live one
         def rehomed() -> bool:
             return set(_holders(db, run_id)) == {survivor_job}
 
-        _until("the triggers on the other triggerer", rehomed, timeout=90)
+        until("the triggers on the other triggerer", rehomed, timeout=90)
 
         deadline = time.monotonic() + 180
         while (state := client.dag_run(DAG_ID, run_id)["state"]) not in ("success", "failed"):
