@@ -18,6 +18,7 @@ import httpx
 from tenacity import (
     RetryCallState,
     Retrying,
+    retry_if_exception,
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
@@ -53,6 +54,15 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
+def _is_server_error(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, AirflowError)
+        and not isinstance(exc, AirflowUnreachableError)
+        and exc.status_code is not None
+        and exc.status_code >= 500
+    )
+
+
 class AirflowClient:
     """Blocking client of one Airflow instance."""
 
@@ -65,6 +75,7 @@ class AirflowClient:
         token: str | None = None,
         timeout: float = 10.0,
         attempts: int = 3,
+        trigger_retry_s: float = 20.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -72,6 +83,7 @@ class AirflowClient:
         self._password = password
         self._token = token
         self.attempts = attempts
+        self.trigger_retry_s = trigger_retry_s
         # a short connect timeout: an unroutable host must fail within ~10 s in all
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -236,9 +248,36 @@ class AirflowClient:
         return list(body.get("import_errors") or [])
 
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> dict[str, Any]:
-        """Create a DAG run now (``logical_date`` null, as Airflow 3 requires)."""
+        """Create a DAG run now (``logical_date`` null, as Airflow 3 requires).
+
+        Airflow answers 5xx when its metadata database is briefly busy (SQLite
+        locked by a concurrent writer, a PostgreSQL fail-over), though the run
+        may have been written. The run id is the caller's, so sending again is
+        safe: a 409 after such an answer means the earlier request created it,
+        and that run is returned. A 409 on the first request is an error.
+        """
         body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
-        return self.request("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", json=body)
+        path = f"/api/v2/dags/{_q(dag_id)}/dagRuns"
+        answered_5xx = False
+
+        def attempt() -> dict[str, Any]:
+            nonlocal answered_5xx
+            try:
+                return self.request("POST", path, json=body)
+            except AirflowError as exc:
+                if exc.status_code == 409 and answered_5xx:
+                    return self.dag_run(dag_id, run_id)
+                if exc.status_code is not None and exc.status_code >= 500:
+                    answered_5xx = True
+                raise
+
+        retrying = Retrying(
+            retry=retry_if_exception(_is_server_error),
+            stop=stop_after_delay(self.trigger_retry_s),
+            wait=wait_exponential(multiplier=0.5, max=4.0),
+            reraise=True,
+        )
+        return retrying(attempt)
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """The run's details (``state``, dates)."""

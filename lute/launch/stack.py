@@ -234,6 +234,9 @@ class Stack:
         )
         if self.metadata_db_url:  # a driver that also does asyncio: postgresql+psycopg
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = self.metadata_db_url
+        else:
+            for key in ("SQL_ALCHEMY_CONNECT_ARGS", "SQL_ALCHEMY_CONNECT_ARGS_ASYNC"):
+                env[f"AIRFLOW__DATABASE__{key}"] = "lute.launch.airflow_sqlite.CONNECT_ARGS"
         env.update(self.extra_env)
         return env
 

@@ -104,3 +104,72 @@ def test_wait_for_dag_gives_up_with_not_found():
 
     with pytest.raises(AirflowNotFoundError):
         _client(handler, token="t").wait_for_dag("d", 0.2)
+
+
+_DB_ERROR = {"detail": {"reason": "Database error", "statement": "hidden"}}
+
+
+def test_trigger_sends_again_after_a_database_error_and_creates_one_run():
+    posts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        posts.append(request)
+        if len(posts) == 1:
+            return httpx.Response(500, json=_DB_ERROR)
+        return httpx.Response(200, json={"dag_run_id": "lute_1", "state": "queued"})
+
+    run = _client(handler, token="t").trigger("lute_test", "lute_1", {"a": 1})
+    assert run["state"] == "queued"
+    assert [p.method for p in posts] == ["POST", "POST"]
+    assert {p.read() for p in posts} == {posts[0].read()}, "the same body, run id included"
+
+
+def test_trigger_whose_first_request_landed_returns_that_run():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path))
+        if request.method == "GET":
+            return httpx.Response(200, json={"dag_run_id": "lute_1", "state": "running"})
+        if len([s for s in seen if s[0] == "POST"]) == 1:
+            return httpx.Response(503, json=_DB_ERROR)  # written, then the answer failed
+        return httpx.Response(409, json={"detail": "already exists"})
+
+    run = _client(handler, token="t").trigger("lute_test", "lute_1", {})
+    assert run == {"dag_run_id": "lute_1", "state": "running"}
+    assert seen[-1] == ("GET", "/api/v2/dags/lute_test/dagRuns/lute_1")
+
+
+def test_trigger_with_a_run_id_already_taken_is_an_error():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(409, json={"detail": "already exists"})
+
+    with pytest.raises(AirflowError) as err:
+        _client(handler, token="t").trigger("lute_test", "lute_1", {})
+    assert err.value.status_code == 409
+
+
+def test_trigger_gives_up_on_a_lasting_server_error():
+    posts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        posts.append(request)
+        return httpx.Response(500, json=_DB_ERROR)
+
+    with pytest.raises(AirflowError) as err:
+        _client(handler, token="t", trigger_retry_s=1.0).trigger("lute_test", "lute_1", {})
+    assert err.value.status_code == 500
+    assert "Database error" in str(err.value)
+    assert len(posts) >= 2
+
+
+def test_trigger_does_not_resend_a_refused_request():
+    posts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        posts.append(request)
+        return httpx.Response(400, json={"detail": "bad conf"})
+
+    with pytest.raises(AirflowError):
+        _client(handler, token="t").trigger("lute_test", "lute_1", {})
+    assert len(posts) == 1

@@ -19,6 +19,14 @@ def test_airflow_env_is_loopback_and_self_consistent(tmp_path):
     assert env["AIRFLOW__CORE__PARALLELISM"] == "2"
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO_ROOT / "workflows" / "airflow")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
+    # Airflow imports the SQLite connection arguments by name: they must resolve
+    from pydantic import ImportString, TypeAdapter
+
+    args = TypeAdapter(ImportString).validate_python(
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"])
+    assert args["timeout"] >= 30
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] == (
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"])
     assert {env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"],
             env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"]} == {"34581", "34582"}
     conn = json.loads(env["AIRFLOW_CONN_JID_DEFAULT"])
