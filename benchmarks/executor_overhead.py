@@ -16,6 +16,10 @@
 3. For information: the whole ``SocketTester`` managed task with a 100 MB
    result, minus the no-op run; and the log relay latency (a ``Sleeper`` line's
    own wall-clock stamp against when it reaches ``lute-run-task``'s stdout).
+4. The same no-op as a job of the JID's ``local`` backend, from submission to
+   its recorded end, started by the fork server (the default) against two new
+   interpreters (``local_fork_server: false``), interleaved; and the fork
+   server's job minus ``python -c "import lute"`` (the step's own overhead).
 
 Usage: ``python benchmarks/executor_overhead.py [--runs N] [--mbytes M]``
 """
@@ -23,6 +27,8 @@ Usage: ``python benchmarks/executor_overhead.py [--runs N] [--mbytes M]``
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import re
 import resource
@@ -159,6 +165,41 @@ def file_seconds(size: int, work_dir: Path) -> float:
     return elapsed
 
 
+async def local_job_seconds(backend: object, config: Path, key: str) -> float:
+    """Submission to the recorded end of a no-op ``Sleeper`` job of the local backend."""
+    from jid_service.backends.base import SubmitSpec
+
+    start = time.time()
+    sub = await backend.submit(SubmitSpec(  # type: ignore[attr-defined]
+        job_key=key, experiment="bench", run="1", user="bench", taskname="Sleeper",
+        config_path=config))
+    exit_file = backend.root / "jobs" / sub.tool_id / "exit"  # type: ignore[attr-defined]
+    while not exit_file.exists():
+        await asyncio.sleep(0.005)
+    outcome = json.loads(exit_file.read_text())
+    assert outcome["exit_code"] == 0, Path(sub.log_path).read_text()
+    return outcome["ended_at"] - start
+
+
+async def local_backend_jobs(folder: Path, config: Path, runs: int) -> tuple[list, list]:
+    """Interleaved no-op jobs through the fork server and through new interpreters."""
+    from jid_service.backends.local import RUN_TASK_PREFIX, LocalBackend
+
+    forked = LocalBackend(folder / "state-fork", RUN_TASK_PREFIX, fork_server=True)
+    plain = LocalBackend(folder / "state-plain", RUN_TASK_PREFIX, fork_server=False)
+    with_server, without = [], []
+    try:
+        await local_job_seconds(forked, config, "warm-fork")  # the server's own start
+        await local_job_seconds(plain, config, "warm-plain")
+        for i in range(runs):
+            with_server.append(await local_job_seconds(forked, config, f"fork-{i}"))
+            without.append(await local_job_seconds(plain, config, f"plain-{i}"))
+    finally:
+        await forked.aclose()
+        await plain.aclose()
+    return with_server, without
+
+
 def main() -> int:
     """Run the measurements and print them against their baselines."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -207,6 +248,18 @@ def main() -> int:
         print(
             f"info: the same no-op with the Task in a new interpreter (LUTE_TASK_PROCESS=spawn):"
             f" median {spawn_med:.3f} s, overhead {spawn_med - base_med:.3f} s"
+        )
+
+        forked, plain_jobs = asyncio.run(local_backend_jobs(folder, config, args.runs))
+        fork_med, plain_med_job = statistics.median(forked), statistics.median(plain_jobs)
+        print(
+            f"local backend no-op job, submission to end: fork server median {fork_med:.3f} s, "
+            f"new interpreters median {plain_med_job:.3f} s, ratio {fork_med / plain_med_job:.2f}"
+        )
+        job_overhead = fork_med - base_med
+        print(
+            f"  fork server job minus 'import lute' = {job_overhead:.3f} s  "
+            f"(target <= {TARGET_S:.3f} s: {'met' if job_overhead <= TARGET_S else 'NOT met'})"
         )
 
         ipc, plain, stream = [], [], []

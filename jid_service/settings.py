@@ -186,6 +186,11 @@ class JIDSettings(BaseSettings):
         description="this replica's name in /healthz and the logs (default hostname:pid)",
     )
     local_max_parallel: int = Field(default=16, ge=1)
+    local_fork_server: bool = Field(
+        default=True,
+        description="start local jobs of the default command by forking a pre-imported "
+        "interpreter instead of starting two new ones",
+    )
     local_command: list[str] | None = Field(
         default=None,
         description="argv prefix the local backend runs (default: this Python -m lute.run_task)",

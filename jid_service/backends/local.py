@@ -2,8 +2,13 @@
 
 Each job is ``lute-run-task -c CONFIG -t NAME [--debug]`` wrapped by
 :mod:`jid_service.backends.local_runner`, started in its own session with stdout
-and stderr in a log file. All state lives in files under ``<state_dir>/local``,
-so a JID restart (even ``kill -9``) loses nothing and never starts a job twice::
+and stderr in a log file. Jobs of the default command are forked from a
+pre-imported interpreter (:mod:`jid_service.backends.local_forkserver`), which
+saves two interpreter starts and their imports per job; when it cannot start
+a job, the job is started as two new interpreters.
+
+All state lives in files under ``<state_dir>/local``, so a JID restart (even
+``kill -9``) loses nothing and never starts a job twice::
 
     jobs/<id>/spec.json   what to run (argv, environment additions, log path)
     jobs/<id>/started     created exclusively by the one runner that may run the job
@@ -51,6 +56,7 @@ from jid_service.backends.base import (
 from jid_service.backends.job_cost import CostReading
 from jid_service.backends.local_config import LocalConfig
 from jid_service.backends.local_costs import read_cost
+from jid_service.backends.local_forkserver_client import ForkServer, ForkServerError, ForkServerJob
 from jid_service.backends.local_runner import write_exit_file
 from jid_service.backends.slurm_dialect import log_date, log_path_for
 from jid_service.job_environment import job_environment, job_umask, private_directory
@@ -64,6 +70,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUNNER_MODULE = "jid_service.backends.local_runner"
+RUN_TASK_PREFIX = [sys.executable, "-m", "lute.run_task"]
+"""The default command, which the fork server can run without a new interpreter."""
 START_GRACE_SECONDS = 30.0
 """How long a runner may take to claim its job and record its pid."""
 
@@ -83,15 +91,19 @@ class LocalBackend(Backend):
     def from_config(cls, config: LocalConfig) -> LocalBackend:
         """The backend the daemon runs, as its settings describe it."""
         return cls(config.state_dir, config.command, max_parallel=config.max_parallel,
-                   env_passthrough=config.env_passthrough)
+                   env_passthrough=config.env_passthrough, fork_server=config.fork_server)
 
     def __init__(self, state_dir: Path, command: list[str], max_parallel: int = 16,
-                 env_passthrough: list[str] | None = None) -> None:
+                 env_passthrough: list[str] | None = None, fork_server: bool = False) -> None:
         self.root = Path(state_dir) / "local"
         self.command = list(command)
         self.max_parallel = max_parallel
         self.env_passthrough = list(env_passthrough or [])
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._children: dict[str, subprocess.Popen[bytes] | ForkServerJob] = {}
+        self._fork_server = (
+            ForkServer(job_environment(os.environ, self.env_passthrough))
+            if fork_server else None
+        )
         self._lock = asyncio.Lock()
         # job specs, keys and logs are the daemon's: no other local user lists them
         private_directory(Path(state_dir))
@@ -214,6 +226,10 @@ class LocalBackend(Backend):
         (self.root / "running" / tool_id).touch()
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(log_fd, "ab") as log_fh:
+            forked = self._fork(tool_id, job_dir, log_path, spec["argv"], env)
+            if forked is not None:
+                self._watch(tool_id, forked)
+                return
             try:
                 child = subprocess.Popen(
                     argv,
@@ -229,12 +245,29 @@ class LocalBackend(Backend):
                 log_fh.write(f"local backend: cannot start the job: {err}\n".encode())
                 write_exit_file(job_dir / "exit", 127, cancelled=False)
                 return
+        self._watch(tool_id, child)
+
+    def _fork(self, tool_id: str, job_dir: Path, log_path: Path, argv: list[str],
+              env: dict[str, str]) -> ForkServerJob | None:
+        """The job's runner forked by the fork server; None where it cannot be."""
+        if self._fork_server is None or argv[:len(RUN_TASK_PREFIX)] != RUN_TASK_PREFIX:
+            return None
+        try:
+            return self._fork_server.start_job(
+                job_id=tool_id, job_dir=job_dir, exit_file=job_dir / "exit",
+                log_path=log_path, args=argv[len(RUN_TASK_PREFIX):], env=env,
+                umask=job_umask())
+        except ForkServerError as err:
+            log.warning("local backend: %s; job %s starts in new interpreters", err, tool_id)
+            return None
+
+    def _watch(self, tool_id: str, child: subprocess.Popen[bytes] | ForkServerJob) -> None:
         # the runner itself claims the job and records its pid (see local_runner)
         self._children[tool_id] = child
         threading.Thread(target=self._report_exit, args=(child,), daemon=True,
                          name=f"local-job-{tool_id}").start()
 
-    def _report_exit(self, child: subprocess.Popen[bytes]) -> None:
+    def _report_exit(self, child: subprocess.Popen[bytes] | ForkServerJob) -> None:
         # the runner writes the job's outcome and then exits: tell the JID at
         # once instead of leaving it to the next poll tick
         child.wait()
@@ -391,8 +424,10 @@ class LocalBackend(Backend):
             raise BackendUnavailable(f"local backend: state dir {self.root} is not writable")
 
     async def aclose(self) -> None:
-        """Leave running jobs alone (they are detached); just forget the handles."""
+        """Leave running jobs alone (they are detached); forget them, stop the fork server."""
         self._children.clear()
+        if self._fork_server is not None:
+            await asyncio.to_thread(self._fork_server.close)
 
 
 def create(settings: JIDSettings) -> LocalBackend:

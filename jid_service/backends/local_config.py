@@ -20,14 +20,18 @@ class LocalConfig(BackendConfig):
     command: list[str] = Field(description="argv prefix of a managed-task run")
     max_parallel: int = Field(default=16, ge=1)
     env_passthrough: list[str] = Field(default_factory=list)
+    fork_server: bool = Field(
+        default=True, description="start jobs of the default command through the fork server"
+    )
 
     @classmethod
     def from_settings(cls, settings: JIDSettings) -> LocalConfig:
-        """``state_dir``, ``local_command``, ``local_max_parallel`` and
-        ``job_env_passthrough`` of the JID."""
+        """``state_dir``, ``local_command``, ``local_max_parallel``,
+        ``local_fork_server`` and ``job_env_passthrough`` of the JID."""
         return cls(
             state_dir=settings.state_dir,
             command=settings.effective_local_command,
             max_parallel=settings.local_max_parallel,
             env_passthrough=settings.job_env_passthrough,
+            fork_server=settings.local_fork_server,
         )

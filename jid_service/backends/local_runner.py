@@ -13,6 +13,10 @@ process tree, as ``getrusage(RUSAGE_CHILDREN)`` reports it) and
 ``cpu_seconds`` (user + system time of the command and its waited-for children).
 SIGTERM/SIGINT are forwarded to the command and recorded as a cancellation; a
 command that does not stop within ``GRACE_SECONDS`` is killed.
+
+The command is a new process (``subprocess.Popen``) unless the caller passes
+another ``start``: the local backend's fork server runs ``lute.run_task`` in a
+forked child instead (:mod:`jid_service.backends.local_forkserver`).
 """
 
 from __future__ import annotations
@@ -25,13 +29,34 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 from lute.execution.liveness import start_ticks
 
 GRACE_SECONDS = 10.0
+
+
+class Command(Protocol):
+    """What the runner needs of its running command (a subset of ``Popen``)."""
+
+    def poll(self) -> int | None:
+        """The exit status if the command ended, else None."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until it ends (``subprocess.TimeoutExpired`` after ``timeout``)."""
+        ...
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to it."""
+        ...
+
+    def kill(self) -> None:
+        """SIGKILL it."""
+        ...
 
 
 def write_exit_file(path: Path, exit_code: int | None, cancelled: bool,
@@ -63,8 +88,9 @@ def usage_since(started_at: float) -> dict[str, float | int]:
             "cpu_seconds": round(children.ru_utime + children.ru_stime, 3)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command after ``--``; return its exit code."""
+def main(argv: list[str] | None = None,
+         start: Callable[[list[str]], Command] = subprocess.Popen) -> int:
+    """Run the command after ``--`` (started by ``start``); return its exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) < 3 or args[1] != "--":
         print("usage: local_runner EXITFILE -- ARGV...", file=sys.stderr)
@@ -80,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         write_exit_file(exit_file, 143, cancelled=True)
         return 143
     cancelled = threading.Event()
-    child: subprocess.Popen[bytes] | None = None
+    child: Command | None = None
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         cancelled.set()
@@ -91,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     started_at = time.time()
     try:
-        child = subprocess.Popen(command)
+        child = start(command)
     except OSError as err:
         print(f"local_runner: cannot start {command[0]!r}: {err}", file=sys.stderr, flush=True)
         write_exit_file(exit_file, 127, cancelled.is_set())

@@ -39,6 +39,39 @@ def environments_with(marker: str) -> dict[int, dict[str, str]]:
     return found
 
 
+def _environ(pid: int) -> dict[str, str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    pairs = [item.decode(errors="replace") for item in raw.split(b"\0") if item]
+    return dict(p.split("=", 1) for p in pairs if "=" in p)
+
+
+def process_tree(root: int, timeout: float, minimum: int = 3) -> dict[int, dict[str, str]]:
+    """The environment block of ``root`` and its descendants, once there are ``minimum``.
+
+    For processes forked rather than started by ``exec`` the block is the one
+    their first ancestor started with: what ``/proc`` shows any local user.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        pids, todo = [], [root]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            with_children = Path(f"/proc/{pid}/task/{pid}/children")
+            try:
+                todo.extend(int(c) for c in with_children.read_text().split())
+            except OSError:
+                continue
+        found = {pid: env for pid in pids if (env := _environ(pid)) is not None}
+        if len(found) >= minimum or time.monotonic() >= deadline:
+            assert len(found) >= minimum, found
+            return found
+        time.sleep(0.2)
+
+
 def leaked(env: dict[str, str], secret: str) -> list[str]:
     """Names in ``env`` that are the daemon's own or carry ``secret``/the site credential."""
     return sorted(name for name, value in env.items()

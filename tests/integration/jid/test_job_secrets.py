@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import time
 from pathlib import Path
 
 from tests.integration.jid.serve_process import (
@@ -13,9 +14,9 @@ from tests.integration.jid.serve_process import (
 )
 from tests.support.job_secrets import (
     SITE_SECRET_VARIABLE,
-    job_processes,
     leaked,
     printenv_config,
+    process_tree,
 )
 
 
@@ -47,8 +48,14 @@ def test_local_job_environment_holds_no_secret(tmp_path: Path) -> None:
         assert "RUN_NUM=" in log and "EXPERIMENT=" in log
         assert jid.secret not in log and "JID_" not in log and SITE_SECRET_VARIABLE not in log
         # every process of the running job: runner, lute-run-task, the Task
-        marker = f"LUTE_JOB_ID={sleeper['tool_id']}"
-        for pid, env in job_processes(marker, timeout=30).items():
+        # (forked by the local backend's fork server, so found from the runner)
+        pid_file = tmp_path / "jid" / "state" / "local" / "jobs" / sleeper["tool_id"] / "pid"
+        for _ in range(150):
+            if pid_file.exists():
+                break
+            time.sleep(0.2)
+        runner = int(pid_file.read_text().split()[0])
+        for pid, env in process_tree(runner, timeout=30).items():
             assert leaked(env, jid.secret) == [], pid
         # the daemon's own files are its account's alone
         state = tmp_path / "jid" / "state"
