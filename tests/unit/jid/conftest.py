@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 import uuid
@@ -14,6 +15,7 @@ import pytest
 
 from jid_service.app import create_app
 from jid_service.auth import issue_token
+from jid_service.backends.base import Backend, BackendJobState
 from jid_service.settings import JIDSettings
 
 SECRET = "unit-test-secret-" + "0123456789abcdef" * 4
@@ -42,6 +44,18 @@ def settings(tmp_path: Path, config_root: Path) -> JIDSettings:
         local_command=[sys.executable, str(FAKE_TASK)],
         kill_wait_seconds=10,
     )
+
+
+async def until_final(backend: Backend, tool_id: str, timeout: float = 60) -> BackendJobState:
+    """Tick ``backend`` until job ``tool_id`` has finished; its final state."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        await backend.tick()
+        state = (await backend.statuses([tool_id]))[tool_id]
+        if state.status.finished:
+            return state
+        assert asyncio.get_running_loop().time() < deadline, state
+        await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

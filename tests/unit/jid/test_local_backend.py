@@ -16,7 +16,7 @@ from jid_service.backends.local import LocalBackend
 from jid_service.log_text import read_log_chunk as read_text_chunk
 from lute.job_status import JobStatus
 
-from .conftest import FAKE_TASK
+from .conftest import FAKE_TASK, until_final
 
 
 def spec(config: Path, task: str = "Tester", key: str = "k1") -> SubmitSpec:
@@ -27,17 +27,6 @@ def spec(config: Path, task: str = "Tester", key: str = "k1") -> SubmitSpec:
 @pytest.fixture
 def backend(tmp_path: Path) -> LocalBackend:
     return LocalBackend(tmp_path / "state", [sys.executable, str(FAKE_TASK)], max_parallel=4)
-
-
-async def until_final(backend: LocalBackend, tool_id: str, timeout: float = 30):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        await backend.tick()
-        state = (await backend.statuses([tool_id]))[tool_id]
-        if state.status.finished:
-            return state
-        assert asyncio.get_running_loop().time() < deadline, state
-        await asyncio.sleep(0.05)
 
 
 async def test_submit_is_idempotent_per_key(backend, config_root) -> None:

@@ -15,6 +15,8 @@ from jid_service.backends.local import RUN_TASK_PREFIX, LocalBackend
 from jid_service.job_environment import job_umask
 from lute.job_status import JobStatus
 
+from .conftest import until_final
+
 
 def write_config(root: Path, seconds: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
@@ -35,17 +37,6 @@ async def backend(tmp_path: Path):
     b = LocalBackend(tmp_path / "state", RUN_TASK_PREFIX, max_parallel=4, fork_server=True)
     yield b
     await b.aclose()
-
-
-async def until_final(backend: LocalBackend, tool_id: str, timeout: float = 60):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        await backend.tick()
-        state = (await backend.statuses([tool_id]))[tool_id]
-        if state.status.finished:
-            return state
-        assert asyncio.get_running_loop().time() < deadline, state
-        await asyncio.sleep(0.05)
 
 
 async def runner_pid(backend: LocalBackend, tool_id: str) -> int:
