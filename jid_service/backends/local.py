@@ -191,6 +191,8 @@ class LocalBackend(Backend):
 
     def _tick_sync(self) -> None:
         self._require_state_dir()
+        if self._fork_server is not None:
+            self._fork_server.start_soon()
         for tool_id, child in list(self._children.items()):
             if child.poll() is not None:
                 del self._children[tool_id]

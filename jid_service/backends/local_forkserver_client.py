@@ -73,11 +73,27 @@ class ForkServer:
         self._sock: socket.socket | None = None
         self._replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._jobs: dict[int, ForkServerJob] = {}
+        self._prestarted = False
 
     @property
     def pid(self) -> int | None:
         """The server's pid while one runs."""
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def start_soon(self) -> None:
+        """Start the server in the background (once), so the first job need not wait for it."""
+        if self._prestarted:
+            return
+        self._prestarted = True
+
+        def start() -> None:
+            with self._lock:
+                try:
+                    self._ensure()
+                except ForkServerError as err:
+                    log.warning("local fork server did not start: %s", err)
+
+        threading.Thread(target=start, daemon=True, name="local-forkserver-start").start()
 
     def start_job(self, *, job_id: str, job_dir: Path, exit_file: Path, log_path: Path,
                   args: list[str], env: Mapping[str, str], umask: int) -> ForkServerJob:
