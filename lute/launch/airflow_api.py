@@ -54,7 +54,13 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
-def _is_server_error(exc: BaseException) -> bool:
+class _TransientConflictError(AirflowError):
+    """A 409 from a create whose run does not exist: another request's conflict."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, _TransientConflictError):
+        return True
     return (
         isinstance(exc, AirflowError)
         and not isinstance(exc, AirflowUnreachableError)
@@ -250,29 +256,34 @@ class AirflowClient:
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> dict[str, Any]:
         """Create a DAG run now (``logical_date`` null, as Airflow 3 requires).
 
-        Airflow answers 5xx when its metadata database is briefly busy (SQLite
-        locked by a concurrent writer, a PostgreSQL fail-over), though the run
-        may have been written. The run id is the caller's, so sending again is
-        safe: a 409 after such an answer means the earlier request created it,
-        and that run is returned. A 409 on the first request is an error.
+        Airflow answers 5xx, or 409 "Unique constraint violation", when its
+        metadata database is briefly busy or another run of the DAG is created
+        at the same moment (SQLite locked, a PostgreSQL fail-over), though the
+        run may have been written. The run id is the caller's, so sending again
+        is safe: after a 409 the run is looked up, and a run of that id with the
+        same conf is this request's; no such run means the conflict was another
+        one's, and the request is sent again. A run of that id with another
+        conf is an error.
         """
         body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
         path = f"/api/v2/dags/{_q(dag_id)}/dagRuns"
-        answered_5xx = False
 
         def attempt() -> dict[str, Any]:
-            nonlocal answered_5xx
             try:
                 return self.request("POST", path, json=body)
             except AirflowError as exc:
-                if exc.status_code == 409 and answered_5xx:
-                    return self.dag_run(dag_id, run_id)
-                if exc.status_code is not None and exc.status_code >= 500:
-                    answered_5xx = True
-                raise
+                if exc.status_code != 409:
+                    raise
+                try:
+                    existing = self.dag_run(dag_id, run_id)
+                except AirflowNotFoundError:
+                    raise _TransientConflictError(str(exc), 409) from None
+                if existing.get("conf") != conf:
+                    raise
+                return existing
 
         retrying = Retrying(
-            retry=retry_if_exception(_is_server_error),
+            retry=retry_if_exception(_is_transient),
             stop=stop_after_delay(self.trigger_retry_s),
             wait=wait_exponential(multiplier=0.5, max=4.0),
             reraise=True,

@@ -192,7 +192,14 @@ def test_marking_the_run_failed_cancels_its_running_job(airflow_stack, deferrabl
 
     job = _wait_job(airflow_stack, conf["ARP_ROOT_JOB_ID"], "EXITED", timeout=90)
     assert job["def"]["name"] == "Sleeper"
-    assert client.dag_run("lute_bench_chain", run_id)["state"] == "failed"
+    states = {ti["task_id"]: ti["state"] for ti in client.task_instances(
+        "lute_bench_chain", run_id)}
+    assert states["step1.Sleeper"] == "failed", states
+    assert {states["step2.Sleeper"], states["step3.Sleeper"]} <= {"skipped", None}, states
+    # Airflow's scheduler, evaluating the run while the API marks it failed,
+    # may write "success" over it (seen on SQLite: the later steps already
+    # skipped, the cancelled one not yet failed in its view); never "running"
+    assert client.dag_run("lute_bench_chain", run_id)["state"] in ("failed", "success")
     # Nothing after the cancelled step was submitted.
     assert len(airflow_stack.jid_jobs(conf["ARP_ROOT_JOB_ID"])) == 1
 

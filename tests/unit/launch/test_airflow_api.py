@@ -130,18 +130,39 @@ def test_trigger_whose_first_request_landed_returns_that_run():
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append((request.method, request.url.path))
         if request.method == "GET":
-            return httpx.Response(200, json={"dag_run_id": "lute_1", "state": "running"})
+            return httpx.Response(200, json={"dag_run_id": "lute_1", "state": "running",
+                                             "conf": {"a": 1}})
         if len([s for s in seen if s[0] == "POST"]) == 1:
             return httpx.Response(503, json=_DB_ERROR)  # written, then the answer failed
         return httpx.Response(409, json={"detail": "already exists"})
 
-    run = _client(handler, token="t").trigger("lute_test", "lute_1", {})
-    assert run == {"dag_run_id": "lute_1", "state": "running"}
+    run = _client(handler, token="t").trigger("lute_test", "lute_1", {"a": 1})
+    assert run["state"] == "running"
     assert seen[-1] == ("GET", "/api/v2/dags/lute_test/dagRuns/lute_1")
 
 
-def test_trigger_with_a_run_id_already_taken_is_an_error():
+def test_trigger_sends_again_after_a_conflict_of_another_run():
+    # two launches at once: Airflow's unique constraint tripped by the other
+    # request, while this run does not exist
+    posts = []
+
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404, json={"detail": "not found"})
+        posts.append(request)
+        if len(posts) == 1:
+            return httpx.Response(409, json={"detail": {"reason": "Unique constraint violation"}})
+        return httpx.Response(200, json={"dag_run_id": "lute_1", "state": "queued"})
+
+    run = _client(handler, token="t").trigger("lute_test", "lute_1", {})
+    assert run["state"] == "queued"
+    assert len(posts) == 2
+
+
+def test_trigger_with_a_run_id_taken_by_another_run_is_an_error():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"dag_run_id": "lute_1", "conf": {"other": True}})
         return httpx.Response(409, json={"detail": "already exists"})
 
     with pytest.raises(AirflowError) as err:
