@@ -24,6 +24,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from jid_service.identity_provider import IdentityProviderConfig
 from jid_service.slurm_options import DEFAULT_SLURM_OPTIONS
 
+DEFAULT_LOCAL_COMMAND: tuple[str, ...] = (sys.executable, "-m", "lute.run_task")
+"""The local backend's managed-task command unless ``local_command`` says otherwise."""
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 """The source tree this package lives in (the launcher and example configs sit there)."""
 
@@ -246,7 +249,7 @@ class JIDSettings(BaseSettings):
     @property
     def effective_local_command(self) -> list[str]:
         """The argv prefix of a managed-task run for the local backend."""
-        return list(self.local_command or [sys.executable, "-m", "lute.run_task"])
+        return list(self.local_command or DEFAULT_LOCAL_COMMAND)
 
 
 def load_settings(settings_file: Path | str | None = None, **overrides: Any) -> JIDSettings:

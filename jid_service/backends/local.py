@@ -61,6 +61,7 @@ from jid_service.backends.local_runner import write_exit_file
 from jid_service.backends.slurm_dialect import log_date, log_path_for
 from jid_service.job_environment import job_environment, job_umask, private_directory
 from jid_service.log_text import LogChunk, read_log_chunk
+from jid_service.settings import DEFAULT_LOCAL_COMMAND
 from lute.execution.liveness import start_ticks
 from lute.job_status import JobStatus
 
@@ -70,7 +71,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUNNER_MODULE = "jid_service.backends.local_runner"
-RUN_TASK_PREFIX = [sys.executable, "-m", "lute.run_task"]
+RUN_TASK_PREFIX = list(DEFAULT_LOCAL_COMMAND)
 """The default command, which the fork server can run without a new interpreter."""
 START_GRACE_SECONDS = 30.0
 """How long a runner may take to claim its job and record its pid."""
