@@ -18,9 +18,12 @@ instances hold none) and the worker slot-seconds used (the integral of that
 count over the run: what the waiting really costs).
 
 The steps use the operator's defaults: a deferrable step first waits
-``defer_after`` seconds in the worker (so short jobs never defer) and a job
-that ends ``DONE`` ends its task from the trigger. ``--defer-after S`` sets
-the run's ``jid_defer_after`` for the deferrable run to measure another value.
+``defer_after`` seconds in the worker (so short jobs never defer) unless
+other steps of its run wait for a worker slot or the step's earlier jobs ran
+long, and a job that ends ``DONE`` ends its task from the trigger. The
+deferrable run goes first, so it is a first run: no earlier job to learn
+from. ``--defer-after S`` sets the run's ``jid_defer_after`` for the
+deferrable run to measure another value.
 
     .venv/bin/python benchmarks/deferral.py [--seconds 20] [--defer-after S] [--keep]
 """
@@ -168,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
                 client, {**run_conf(config, True), "dryrun": True}, "warmup", budget, dag_id
             )
             print(f"warm-up dry run of {dag_id}: {warm['state']} in {warm['wall_s']} s")
+        # The deferrable run first: no earlier job of the step, so its choice
+        # to defer at once comes from the queued steps, not the step's history.
         modes = [
-            ("start_in_triggerer", TRIGGERER_DAG_ID, True),
             ("deferrable", DAG_ID, True),
+            ("start_in_triggerer", TRIGGERER_DAG_ID, True),
             ("blocking", DAG_ID, False),
         ]
         results = {}

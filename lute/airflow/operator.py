@@ -36,6 +36,7 @@ from lute.airflow.hook import JIDEndpoint, JIDHook, conn_id_for_run
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
 from lute.airflow.job_wait import WaitFailedError, has_ended, poll_seconds, wait_in_worker
 from lute.airflow.live_log import DEFAULT_LOG_INTERVAL, LOG_INTERVAL_CONF_KEY, LiveLog, final_lines
+from lute.airflow.slot_pressure import steps_waiting_for_a_slot
 from lute.airflow.step_conf import (
     DEFER_AFTER_CONF_KEY,
     conf_token,
@@ -77,8 +78,9 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
         worker and defers only if its job is still running then, so a short job
         never pays the round trip through the triggerer (0: defer at once). The
         run's conf key ``jid_defer_after`` overrides it. Without that key, a
-        step whose managed task's recent jobs took ``defer_after`` + 5 s or
-        more (the JID's ``typical_duration``) defers at once.
+        step defers at once while other steps of its DAG run wait for a worker
+        slot, or when its managed task's recent jobs took ``defer_after`` + 5 s
+        or more (the JID's ``typical_duration``).
     :param end_from_trigger: a deferred job that ends ``DONE`` ends the task
         from the trigger (its log and job id are pushed as XComs with the
         event), without starting a worker to resume the task. Other outcomes
@@ -258,7 +260,8 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
         """Submit the job, wait up to ``defer_after`` in the worker, then defer if it runs on."""
         job = self._submit(client, doc)
         if not has_ended(job):
-            job = self._wait_inline(client, job, self._inline_wait_for(client, job, conf), live)
+            seconds = self._inline_wait_for(client, job, conf, context)
+            job = self._wait_inline(client, job, seconds, live)
         if not has_ended(job):
             self.defer(
                 trigger=JIDJobTrigger(**self._trigger_kwargs(job, conf_token(conf), live=live)),
@@ -281,11 +284,17 @@ class JIDSlurmOperator(EndFromTriggerOption, BaseOperator):
         return job
 
     def _inline_wait_for(
-        self, client: JIDClient, job: dict[str, Any], conf: Mapping[str, Any]
+        self, client: JIDClient, job: dict[str, Any], conf: Mapping[str, Any],
+        context: Mapping[str, Any] | None = None,
     ) -> float:
-        """Seconds to wait in the worker: the conf's or ``defer_after``, or 0 for a long task."""
+        """Seconds to wait in the worker: the conf's or ``defer_after``; 0 when the
+        slot is wanted by other steps of the run or the task usually runs long."""
         if conf.get(DEFER_AFTER_CONF_KEY) is not None or self.defer_after == 0:
             return self._defer_after_for(conf)
+        if context is not None and (waiting := steps_waiting_for_a_slot(context, self.log)):
+            self.log.info("%d steps of this run wait for a worker slot: deferring at once",
+                          waiting)
+            return 0.0
         try:
             typical = client.typical_duration(job)
         except JIDError as exc:  # a JID without the figure, or trouble: no hint

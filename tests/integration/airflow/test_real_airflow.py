@@ -270,6 +270,28 @@ def test_steps_started_in_the_triggerer_submit_there(airflow_stack) -> None:
     assert airflow_stack.jid_jobs(dry["ARP_ROOT_JOB_ID"]) == []
 
 
+def test_steps_waiting_for_a_worker_slot_make_a_running_step_defer_at_once(airflow_stack) -> None:
+    client = airflow_stack.client
+    dag_id = "lute_bench_parallel"
+    # 12 steps on 4 worker slots, the operator's own inline wait (no conf key)
+    conf = run_conf(airflow_stack.config, jid_deferrable=True)
+    run_id = _trigger(client, dag_id, conf)
+    state, seen = _follow(client, dag_id, run_id)
+    assert state == "success", seen
+    at_once = []
+    for task_id in seen:
+        task_dir = _task_dir(airflow_stack, dag_id, run_id, task_id)
+        worker_log = (task_dir / "attempt=1.log").read_text()
+        assert "Pausing task as DEFERRED" in worker_log or "ended DONE" in worker_log, task_id
+        if "wait for a worker slot: deferring at once" in worker_log:
+            at_once.append(task_id)
+    # the first wave started while eight others were queued behind it
+    assert at_once, seen
+    jobs = airflow_stack.jid_jobs(conf["ARP_ROOT_JOB_ID"])
+    assert len(jobs) == 12
+    assert {j["status"] for j in jobs} == {"DONE"}
+
+
 def test_definitions_handed_over_through_airflow_variables(airflow_stack, tmp_path) -> None:
     """``defs_store: airflow``: no shared path; two launches at once, then one again."""
     from concurrent.futures import ThreadPoolExecutor

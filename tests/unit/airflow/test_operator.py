@@ -87,3 +87,38 @@ def test_an_explicit_conf_wait_is_used_without_asking_the_jid() -> None:
         assert op._inline_wait_for(client, job, {"jid_defer_after": 2.5}) == 2.5
         # without the key it asks once; an unreachable JID leaves the default
         assert op._inline_wait_for(client, job, {}) == 1.0
+
+
+class _CountingTI:
+    """A task instance whose run has ``waiting`` steps without a worker slot."""
+
+    dag_id = "d"
+    run_id = "r"
+
+    def __init__(self, waiting: int | Exception) -> None:
+        self.waiting = waiting
+        self.asked: list[dict] = []
+
+    def get_ti_count(self, **criteria: object) -> int:
+        self.asked.append(criteria)
+        if isinstance(self.waiting, Exception):
+            raise self.waiting
+        return self.waiting
+
+
+def test_a_step_defers_at_once_while_other_steps_of_its_run_wait_for_a_slot() -> None:
+    op = JIDSlurmOperator(task_id="Tester")
+    job = {"_id": "a", "status": "RUNNING", "experiment": "x", "def": {"name": "Tester"}}
+    crowded = _CountingTI(3)
+    with JIDClient("http://127.0.0.1:9", token="t") as client:
+        assert op._inline_wait_for(client, job, {}, {"ti": crowded}) == 0.0
+        assert crowded.asked == [
+            {"dag_id": "d", "run_ids": ["r"], "states": ["scheduled", "queued"]}
+        ]
+        # a free run, or a count that cannot be had, keeps the inline wait
+        assert op._inline_wait_for(client, job, {}, {"ti": _CountingTI(0)}) == 1.0
+        broken = _CountingTI(RuntimeError("no supervisor"))
+        assert op._inline_wait_for(client, job, {}, {"ti": broken}) == 1.0
+        # an explicit conf wait is not second-guessed
+        assert op._inline_wait_for(client, job, {"jid_defer_after": 2.5}, {"ti": crowded}) == 2.5
+        assert len(crowded.asked) == 1
