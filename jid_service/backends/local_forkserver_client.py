@@ -62,12 +62,19 @@ class ForkServer:
     Args:
         env: the server's environment (the job environment without a job's
             own variables: nothing of the JID's secrets).
-        timeout: seconds to wait for the server to be ready, or to answer.
+        timeout: seconds to wait for a new server to be ready (it imports
+            what jobs need first, slow on a loaded host).
+        answer_timeout: seconds to wait for a running server to answer a
+            job request (a fork: milliseconds). A server that takes longer is
+            replaced and the job started without it, so a hung server holds
+            the backend's job starts up for this long at most.
     """
 
-    def __init__(self, env: Mapping[str, str], timeout: float = 30.0) -> None:
+    def __init__(self, env: Mapping[str, str], timeout: float = 30.0,
+                 answer_timeout: float = 5.0) -> None:
         self.env = dict(env)
         self.timeout = timeout
+        self.answer_timeout = answer_timeout
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -120,14 +127,14 @@ class ForkServer:
         except OSError as err:
             self._stop()
             raise ForkServerError(f"fork server is gone ({err})") from None
-        return self._reply("its answer")
+        return self._reply("its answer", self.answer_timeout)
 
-    def _reply(self, what: str) -> dict[str, Any]:
+    def _reply(self, what: str, timeout: float) -> dict[str, Any]:
         try:
-            reply = self._replies.get(timeout=self.timeout)
+            reply = self._replies.get(timeout=timeout)
         except queue.Empty:
-            self._stop()
-            raise ForkServerError(f"fork server gave no {what} in {self.timeout:g} s") from None
+            self._stop(grace=0)  # hung: no point waiting for it to exit
+            raise ForkServerError(f"fork server gave no {what} in {timeout:g} s") from None
         if reply is None:
             self._stop()
             raise ForkServerError("fork server stopped")
@@ -154,7 +161,7 @@ class ForkServer:
         self._replies, self._jobs = queue.Queue(), {}
         threading.Thread(target=self._read, args=(ours, self._replies, self._jobs),
                          daemon=True, name="local-forkserver").start()
-        self._reply("sign of being ready")
+        self._reply("sign of being ready", self.timeout)
 
     @staticmethod
     def _read(sock: socket.socket, replies: queue.Queue[dict[str, Any] | None],
@@ -183,7 +190,7 @@ class ForkServer:
             job._end(LOST)
         jobs.clear()
 
-    def _stop(self) -> None:
+    def _stop(self, grace: float = 5.0) -> None:
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_RDWR)
@@ -191,7 +198,7 @@ class ForkServer:
             self._sock = None
         if self._proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=5)  # it exits once its socket closes
+                self._proc.wait(timeout=grace)  # it exits once its socket closes
             if self._proc.poll() is None:
                 self._proc.kill()
                 self._proc.wait()

@@ -157,3 +157,25 @@ async def test_a_server_whose_code_changed_on_disk_is_replaced(backend, tmp_path
         os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert backend._fork_server.pid not in (None, old)
     assert not Path(f"/proc/{old}").exists(), "the stale server has exited"
+
+
+async def test_a_hung_server_is_replaced_and_holds_a_job_up_briefly(backend, tmp_path) -> None:
+    first = await backend.submit(spec(write_config(tmp_path / "cfg", "0"), "a"))
+    assert (await until_final(backend, first.tool_id)).status is JobStatus.DONE
+    hung = backend._fork_server.pid
+    backend._fork_server.answer_timeout = 1.0
+    os.kill(hung, signal.SIGSTOP)  # alive, but answers nothing
+    try:
+        # held up by one answer timeout, not by the 30 s a start-up may take
+        nxt = await asyncio.wait_for(
+            backend.submit(spec(write_config(tmp_path / "cfg2", "0"), "b")), 20)
+        assert (await until_final(backend, nxt.tool_id)).status is JobStatus.DONE
+    finally:
+        if Path(f"/proc/{hung}").exists():
+            os.kill(hung, signal.SIGCONT)
+    assert "Task Sleep COMPLETED" in Path(nxt.log_path).read_text()
+    for _ in range(100):  # the hung server was killed, not left stopped
+        if not Path(f"/proc/{hung}").exists():
+            break
+        await asyncio.sleep(0.05)
+    assert not Path(f"/proc/{hung}").exists()
