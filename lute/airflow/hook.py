@@ -16,6 +16,7 @@ One Airflow may serve several sites, each with its JID: a run's
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -28,8 +29,9 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 
 from lute.airflow.client import DEFAULT_BASE_PATH, AsyncJIDClient, JIDClient
 from lute.airflow.hook_fields import CONN_TYPE, DEFAULT_CONN_ID, HOOK_NAME, UI_FIELD_BEHAVIOUR
+from lute.airflow.recent_endpoints import RecentLookups
 from lute.airflow.retry_policy import NO_RETRY, RetryPolicy
-from lute.airflow.tls import check_ca_bundle
+from lute.airflow.tls import check_ca_bundle, context_is_built
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,20 @@ class JIDEndpoint:
             self.base_url, token=self.token, base_path=self.base_path, timeout=self.timeout,
             retry=retry, transport=transport, ca_bundle=self.ca_bundle,
         )
+
+    async def aasync_client(
+        self, retry: RetryPolicy = NO_RETRY, transport: httpx.AsyncBaseTransport | None = None
+    ) -> AsyncJIDClient:
+        """:meth:`async_client` from an event loop, without blocking it.
+
+        Only the first client of a CA bundle (or of the system's CAs) reads
+        them, in a thread; later ones are built on the loop, so a trigger
+        does not queue for a free thread behind others that wait on
+        Airflow's supervisor.
+        """
+        if context_is_built(self.ca_bundle):
+            return self.async_client(retry, transport)
+        return await asyncio.to_thread(self.async_client, retry, transport)
 
 
 def endpoint_from_connection(conn: Any) -> JIDEndpoint:
@@ -148,6 +164,10 @@ def conn_id_for_run(configured: str, location: str | None) -> str:
     return conn_id_for_location(location)
 
 
+RECENT_ENDPOINTS: RecentLookups[JIDEndpoint] = RecentLookups()
+"""The connection lookups of this process's event loop (the triggerer's triggers share them)."""
+
+
 class JIDHook(BaseHook):
     """Hook of the ``jid`` connection type."""
 
@@ -170,8 +190,15 @@ class JIDHook(BaseHook):
         return endpoint_from_connection(self.get_connection(self.jid_conn_id))
 
     async def aget_endpoint(self) -> JIDEndpoint:
-        """Like :meth:`get_endpoint`, without blocking the event loop."""
-        return endpoint_from_connection(await self.aget_connection(self.jid_conn_id))
+        """Like :meth:`get_endpoint`, without blocking the event loop.
+
+        One lookup per connection serves the process's concurrent and
+        following asks for a few seconds (:mod:`lute.airflow.recent_endpoints`).
+        """
+        async def lookup() -> JIDEndpoint:
+            return endpoint_from_connection(await self.aget_connection(self.jid_conn_id))
+
+        return await RECENT_ENDPOINTS.get(self.jid_conn_id, lookup)
 
     def get_conn(self) -> JIDClient:
         """A blocking JID client for this connection."""

@@ -180,8 +180,7 @@ class JIDJobTrigger(BaseTrigger):
     async def _client_of(
         self, endpoint: JIDEndpoint, retry: RetryPolicy = NO_RETRY
     ) -> AsyncJIDClient:
-        # In a thread: httpx builds its SSL context (reading the CA bundle) here.
-        return await asyncio.to_thread(endpoint.async_client, retry, self.transport)
+        return await endpoint.aasync_client(retry, self.transport)
 
     # -- run: submit -> wait -> final event ---------------------------------------
 

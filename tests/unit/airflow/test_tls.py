@@ -16,7 +16,7 @@ from airflow.sdk import Connection
 from lute.airflow.client import JIDClient, JIDTLSError, JIDUnavailableError
 from lute.airflow.hook import endpoint_from_connection
 from lute.airflow.jid_errors import certificate_problem, transport_failure
-from lute.airflow.tls import ssl_context
+from lute.airflow.tls import context_is_built, httpx_verify, ssl_context
 from tests.integration.deploy.tls_material import make_tls_files
 
 
@@ -82,3 +82,14 @@ def test_a_certificate_failure_is_not_an_outage() -> None:
     assert "ca_bundle" in str(error)
     refused = transport_failure(httpx.ConnectError("refused"), "GET", "/healthz")
     assert isinstance(refused, JIDUnavailableError)
+
+
+def test_a_built_context_is_known_without_reading_the_file_again(tmp_path) -> None:
+    bundle = str(make_tls_files(tmp_path / "tls").ca)
+    assert not context_is_built(bundle)
+    assert httpx_verify(bundle) is ssl_context(bundle)
+    assert context_is_built(bundle)
+    # the system's CAs: one context per process, as httpx would build it
+    assert httpx_verify(None) is httpx_verify(None)
+    assert context_is_built(None)
+    assert not context_is_built(str(tmp_path / "missing.pem"))
