@@ -38,7 +38,9 @@ Airflow's retries apply as usual).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
@@ -69,10 +71,18 @@ from lute.airflow.step_outcome import rendering_text
 _REDACTED = "***"
 
 
-def _xcom_class() -> Any:
-    from airflow.sdk.execution_time.xcom import XCom
+_XCOM_MODULE = "airflow.sdk.execution_time.xcom"
 
-    return XCom
+
+def _xcom_class() -> Any:
+    return importlib.import_module(_XCOM_MODULE).XCom
+
+
+async def _xcom_class_soon() -> Any:
+    """The task SDK's XCom: imported in a thread the first time, at once after that."""
+    if _XCOM_MODULE in sys.modules:  # no thread hop to queue for
+        return _xcom_class()
+    return await asyncio.to_thread(_xcom_class)
 
 
 def _error(message: str, job: dict[str, Any]) -> TriggerEvent:
@@ -374,8 +384,8 @@ class JIDJobTrigger(BaseTrigger):
         if ti is None or not getattr(ti, "run_id", None):
             return False
         try:
-            # Imported in a thread: the first import resolves the XCom backend.
-            xcom = await asyncio.to_thread(_xcom_class)
+            # The first import resolves the XCom backend: in a thread.
+            xcom = await _xcom_class_soon()
             for key, value in xcoms.items():
                 # The asyncio push: the request goes through the Task SDK's comms on
                 # this loop, and no thread waits on the supervisor's answer.
