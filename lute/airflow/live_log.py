@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -285,13 +285,13 @@ class _Clients:
         self._users: dict[Hashable, int] = {}
 
     def acquire(
-        self, key: Hashable, make: Callable[[], AsyncJIDClient]
+        self, key: Hashable, make: Callable[[], Awaitable[AsyncJIDClient]]
     ) -> asyncio.Future[AsyncJIDClient]:
-        """The endpoint's client, built once in a thread (an SSL context blocks); then release."""
+        """The endpoint's client, built once (``make`` does not block the loop); then release."""
         self._users[key] = self._users.get(key, 0) + 1
         made = self._made.get(key)
         if made is None:
-            made = self._made[key] = asyncio.ensure_future(asyncio.to_thread(make))
+            made = self._made[key] = asyncio.ensure_future(make())
         return made
 
     async def release(self, key: Hashable) -> None:
@@ -322,7 +322,7 @@ class TriggerLiveLog:
     """While the trigger waits (``async with``), its job's log read in the background."""
 
     def __init__(
-        self, live: LiveLog, key: Hashable, make_client: Callable[[], AsyncJIDClient],
+        self, live: LiveLog, key: Hashable, make_client: Callable[[], Awaitable[AsyncJIDClient]],
         job: Callable[[], dict[str, Any] | None], log: Any,
     ) -> None:
         self.live = live
@@ -337,7 +337,7 @@ class TriggerLiveLog:
     ) -> TriggerLiveLog:
         """Reads of ``endpoint`` (a :class:`~lute.airflow.hook.JIDEndpoint`): short, one attempt."""
         reader = replace(endpoint, timeout=min(endpoint.timeout, READ_TIMEOUT))
-        return cls(live, key, lambda: reader.async_client(NO_RETRY, transport), job, log)
+        return cls(live, key, lambda: reader.aasync_client(NO_RETRY, transport), job, log)
 
     async def __aenter__(self) -> TriggerLiveLog:
         if self.live.on:

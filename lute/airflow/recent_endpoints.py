@@ -42,7 +42,3 @@ class RecentLookups(Generic[T]):
             entry = self._entries[name] = (now, asyncio.ensure_future(lookup()))
         # shielded: a trigger cancelled while it waits leaves the lookup to the others
         return await asyncio.shield(entry[1])
-
-    def forget(self) -> None:
-        """Drop every kept result (the next ask looks up again)."""
-        self._entries = {}

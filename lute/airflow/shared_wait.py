@@ -25,7 +25,7 @@ import hashlib
 import random
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +78,8 @@ class WaiterKey:
 class SharedWaiter:
     """Follows many jobs of one JID with one ``/wait`` at a time (per 1000 jobs)."""
 
-    def __init__(self, make_client: Callable[[], AsyncJIDClient], on_idle: Callable[[], None]):
+    def __init__(self, make_client: Callable[[], Awaitable[AsyncJIDClient]],
+                 on_idle: Callable[[], None]):
         self._make_client = make_client
         self._on_idle = on_idle
         self._jobs: dict[str, ControlDocument] = {}
@@ -162,7 +163,7 @@ class SharedWaiter:
 
     async def _run(self) -> None:
         try:
-            client = await asyncio.to_thread(self._make_client)
+            client = await self._make_client()
         except Exception as exc:
             self._fail_all(exc)
             return
@@ -291,11 +292,13 @@ _waiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[WaiterKey, S
 )
 
 
-def shared_waiter(key: WaiterKey, make_client: Callable[[], AsyncJIDClient]) -> SharedWaiter:
+def shared_waiter(
+    key: WaiterKey, make_client: Callable[[], Awaitable[AsyncJIDClient]]
+) -> SharedWaiter:
     """The waiter of ``key`` on the running event loop, created on first use.
 
-    ``make_client`` is called (in a thread: building an SSL context blocks)
-    when the waiter starts polling; the waiter owns and closes that client.
+    ``make_client`` is awaited (``JIDEndpoint.aasync_client``: it does not
+    block the loop) when the waiter starts polling; the waiter owns and closes that client.
     """
     loop = asyncio.get_running_loop()
     by_key = _waiters.setdefault(loop, {})

@@ -307,7 +307,7 @@ class JIDJobTrigger(BaseTrigger):
         every step waiting on it), not a long-poll of its own.
         """
         waiter = shared_waiter(self._key(endpoint),
-                               lambda: endpoint.async_client(transport=self.transport))
+                               lambda: endpoint.aasync_client(transport=self.transport))
         while not has_ended(job):
             since = time.monotonic()
             try:

@@ -271,7 +271,7 @@ class FakeAsyncClient:
 async def test_the_triggers_of_a_process_share_one_client_and_a_bounded_number_of_reads() -> None:
     counts = {"in_flight": 0, "most": 0, "reads": 0, "built": 0, "closed": 0}
 
-    def make() -> FakeAsyncClient:
+    async def make() -> FakeAsyncClient:
         counts["built"] += 1
         return FakeAsyncClient(counts)
 
