@@ -6,7 +6,12 @@
    ``python -c "import lute"``. Target: <= 0.2 s. For information, the same
    difference in CPU seconds (user + system, the forked Task's included),
    which a loaded machine inflates far less than wall time, and the same
-   no-op with the Task started in a new interpreter instead of forked.
+   no-op with the Task started in a new interpreter instead of forked. Also
+   for information, the libraries' floor: ``python -c`` importing ``lute``,
+   ``yaml`` and ``pydantic`` and building one pydantic model (what any run
+   pays, since configs are YAML and LUTE's parameter models are pydantic),
+   minus ``import lute``; and the no-op minus that floor (the project's own
+   share of the overhead).
 2. IPC throughput: a separate process hands a 100 MB result to this one
    exactly as a Task process does (``send_result``: large payloads are
    written once to their payload file and handed over by path, then checked),
@@ -45,6 +50,8 @@ import yaml
 from lute.execution.ipc import Channel, handed_over_payload, payload_path, socket_pair
 
 TARGET_S = 0.2
+FLOOR = "import lute, yaml, pydantic\nclass M(pydantic.BaseModel):\n    x: int = 0\n"
+"""The libraries every run needs: the YAML parser and one pydantic model built."""
 
 # the Task side of the channel, exactly as lute.execution.child sends a result
 SENDER = textwrap.dedent(
@@ -214,7 +221,7 @@ def main() -> int:
         config = write_config(folder, args.mbytes)
         work = folder / "work"
         baseline, noop, spawned = [], [], []
-        baseline_cpu, noop_cpu = [], []
+        baseline_cpu, noop_cpu, floor = [], [], []
         run_task = [sys.executable, "-m", "lute.run_task", "-c", str(config)]
         spawn_env = dict(env, LUTE_TASK_PROCESS="spawn")
         timed([sys.executable, "-c", "import lute"], env)  # warm the page cache
@@ -227,7 +234,9 @@ def main() -> int:
             noop.append(wall)
             noop_cpu.append(cpu)
             spawned.append(timed([*run_task, "-t", "Sleeper"], spawn_env))
+            floor.append(timed([sys.executable, "-c", FLOOR], env))
         base_med, noop_med = statistics.median(baseline), statistics.median(noop)
+        floor_med = statistics.median(floor)
         spawn_med = statistics.median(spawned)
         overhead = noop_med - base_med
         print(
@@ -248,6 +257,11 @@ def main() -> int:
         print(
             f"info: the same no-op with the Task in a new interpreter (LUTE_TASK_PROCESS=spawn):"
             f" median {spawn_med:.3f} s, overhead {spawn_med - base_med:.3f} s"
+        )
+        print(
+            f"info: libraries' floor (yaml + pydantic + one model): median {floor_med:.3f} s,"
+            f" {floor_med - base_med:.3f} s more than 'import lute'; the no-op's own share"
+            f" beyond it {noop_med - floor_med:.3f} s"
         )
 
         forked, plain_jobs = asyncio.run(local_backend_jobs(folder, config, args.runs))

@@ -144,6 +144,16 @@ class JIDJobTrigger(BaseTrigger):
         # the job's log is shown live from log_offset (lute.airflow.live_log)
         self.log_interval, self.log_offset = log_interval, log_offset
         self._current: dict[str, Any] | None = job
+        self._context: Mapping[str, Any] | None = None
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render as Airflow does, and keep the context the triggerer built for this step."""
+        # A step started in the triggerer gets this context before it runs,
+        # built from the run's data the triggerer already holds: its document
+        # is then made from it on the event loop, with no thread hop (threads
+        # queue behind each other when many steps start at once).
+        self._context = context
+        super().render_template_fields(context, jinja_env)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and kwargs; Airflow stores them encrypted in its trigger table."""
@@ -225,20 +235,26 @@ class JIDJobTrigger(BaseTrigger):
         if self.job:
             return dict(self.job), {}
         try:
-            # In a thread: the task instance's context may be fetched through
-            # the triggerer's supervisor, which must not block the event loop.
-            doc, conf = await asyncio.to_thread(self._submission)
+            if self._context is not None:
+                doc, conf = self._submission(self._context)
+            else:
+                # In a thread: building the context may ask the triggerer's
+                # supervisor, which must not block the event loop.
+                doc, conf = await asyncio.to_thread(self._submission)
         except Exception as exc:
             raise _Ended(_error(f"cannot build the job: {exc}", {})) from exc
         self._current = doc
         return doc, conf
 
-    def _submission(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _submission(
+        self, context: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The control document and conf of this try, from the task instance's context."""
         ti = self.task_instance
         if ti is None or not hasattr(ti, "get_template_context"):
             raise RuntimeError("started without the task instance's context")
-        context = ti.get_template_context()
+        if context is None:
+            context = ti.get_template_context()
         conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
         # ARP compatibility, as in the operator; masked like a password.
         self.token = conf_token(conf) or self.token

@@ -6,7 +6,10 @@ The run's conf key ``jid_deferrable`` (true/false) chooses whether the steps
 wait in the triggerer or hold a worker slot, so both modes share one DAG.
 ``lute_bench_parallel_triggerer`` is the same with every step started in the
 triggerer (submission included), so no step takes a worker slot before its
-job has ended.
+job has ended. ``lute_bench_parallel_sensors`` is the baseline: 12 of
+Airflow's own ``DateTimeSensorAsync``, started in the triggerer and ended from
+it, each waiting until the run's start plus the conf key ``seconds``
+(default 20): what Airflow alone needs to run 12 such waits at once.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, TaskGroup
 
+from lute.airflow.baseline_sensor import BaselineSensor
 from lute.airflow.operator import JIDSlurmOperator
 
 dag_id = f"lute_{Path(__file__).stem}"
@@ -48,4 +52,21 @@ with DAG(
         with TaskGroup(group_id=f"s{index:02d}"):
             JIDSlurmOperator(
                 task_id="Sleeper", max_cores=1, poke_interval=30.0, start_in_triggerer=True
+            )
+
+with DAG(
+    dag_id=f"{dag_id}_sensors",
+    description="12 parallel DateTimeSensorAsync started in the triggerer: the baseline",
+    **_COMMON,
+) as dag_sensors:
+    for index in range(1, PARALLEL_STEPS + 1):
+        with TaskGroup(group_id=f"s{index:02d}"):
+            BaselineSensor(
+                task_id="Sleeper",
+                start_from_trigger=True,
+                end_from_trigger=True,
+                target_time=(
+                    "{{ (dag_run.start_date + macros.timedelta("
+                    "seconds=dag_run.conf.get('seconds', 20))).isoformat() }}"
+                ),
             )

@@ -18,19 +18,10 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 from airflow.sdk import DAG, TaskGroup
 
+from lute.airflow.baseline_sensor import BaselineSensor
 from lute.airflow.operator import JIDSlurmOperator
-from lute.airflow.trigger_end import EndFromTriggerOption
-
-
-class _Sensor(EndFromTriggerOption, DateTimeSensorAsync):
-    """The baseline sensor, ending from its trigger where Airflow allows it, as our steps do.
-
-    With listener plugins Airflow refuses a DAG whose tasks end from the
-    trigger; this sensor then ends in the worker, so the DAG file still parses.
-    """
 
 dag_id = f"lute_{Path(__file__).stem}"
 STEPS = int(os.environ.get("LUTE_BENCH_SCALE_STEPS", "50"))
@@ -78,7 +69,7 @@ with DAG(
     **_COMMON,
 ) as dag_sensors:
     for index in range(1, STEPS + 1):
-        _Sensor(
+        BaselineSensor(
             task_id=f"t{index:03d}",
             end_from_trigger=True,  # as the Sleeper steps end theirs
             start_from_trigger=TARGET is not None,

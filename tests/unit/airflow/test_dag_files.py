@@ -114,6 +114,8 @@ def test_benchmark_dags(parsed) -> None:
     assert all(downstream == [] for downstream in parallel.values())
     in_triggerer = parsed["bench_parallel.py"]["dags"]["lute_bench_parallel_triggerer"]
     assert in_triggerer == parallel
+    sensors = parsed["bench_parallel.py"]["dags"]["lute_bench_parallel_sensors"]
+    assert sensors == parallel
     chain = parsed["bench_chain.py"]["dags"]
     assert chain["lute_bench_chain"] == {
         "step1.Sleeper": ["step2.Sleeper"],

@@ -196,6 +196,35 @@ async def test_started_in_the_triggerer_it_submits_then_waits(tmp_path) -> None:
     assert again[0]["job"]["tool_id"] == job["tool_id"]
 
 
+async def test_started_in_the_triggerer_it_uses_the_context_airflow_rendered_with(
+    tmp_path, monkeypatch
+) -> None:
+    # The triggerer renders a trigger started from a task with the context it
+    # built; the document is made from that one, on the loop: no thread hop
+    # (which queues when many steps start at once) and no second context.
+    async with in_process_jid(tmp_path) as jid:
+        trigger = _trigger_class(jid.asgi)(
+            submit={"user": "tester"}, jid_conn_id=CONN_ID, token=jid.token,
+        )
+        run = _RunContext(run_conf(jid.config, dryrun=True), "Tester")
+        context = run.get_template_context()
+        run.get_template_context = None  # type: ignore[assignment]  # building one now fails
+        trigger._task_instance = run
+        trigger.render_template_fields(context)
+        hops: list[object] = []
+        real_to_thread = asyncio.to_thread
+
+        async def counted(func, *args, **kwargs):
+            hops.append(func)
+            return await real_to_thread(func, *args, **kwargs)
+
+        monkeypatch.setattr(asyncio, "to_thread", counted)
+        events = await _events(trigger)
+    assert events[0]["status"] == "rendered", events[0]
+    assert "Tester" in " ".join(events[0]["rendering"]["argv"])
+    assert not any(getattr(hop, "__name__", "") == "_submission" for hop in hops), hops
+
+
 async def test_started_in_the_triggerer_a_dry_run_renders_only(tmp_path) -> None:
     async with in_process_jid(tmp_path) as jid:
         trigger = _trigger_class(jid.asgi)(
