@@ -14,6 +14,7 @@ it, each waiting until the run's start plus the conf key ``seconds``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -34,39 +35,37 @@ _COMMON = {
     "tags": ["lute", "benchmark"],
 }
 
-with DAG(
-    dag_id=dag_id,
-    description="12 parallel Sleeper steps: deferrable against blocking waits",
-    **_COMMON,
-) as dag:
-    for index in range(1, PARALLEL_STEPS + 1):
-        with TaskGroup(group_id=f"s{index:02d}"):
-            JIDSlurmOperator(task_id="Sleeper", max_cores=1, poke_interval=30.0)
 
-with DAG(
-    dag_id=f"{dag_id}_triggerer",
-    description="12 parallel Sleeper steps started in the triggerer",
-    **_COMMON,
-) as dag_triggerer:
-    for index in range(1, PARALLEL_STEPS + 1):
-        with TaskGroup(group_id=f"s{index:02d}"):
-            JIDSlurmOperator(
-                task_id="Sleeper", max_cores=1, poke_interval=30.0, start_in_triggerer=True
-            )
 
-with DAG(
-    dag_id=f"{dag_id}_sensors",
-    description="12 parallel DateTimeSensorAsync started in the triggerer: the baseline",
-    **_COMMON,
-) as dag_sensors:
-    for index in range(1, PARALLEL_STEPS + 1):
-        with TaskGroup(group_id=f"s{index:02d}"):
-            BaselineSensor(
-                task_id="Sleeper",
-                start_from_trigger=True,
-                end_from_trigger=True,
-                target_time=(
-                    "{{ (dag_run.start_date + macros.timedelta("
-                    "seconds=dag_run.conf.get('seconds', 20))).isoformat() }}"
-                ),
-            )
+def _parallel(dag_id: str, description: str, step: Callable[[], object]) -> DAG:
+    """A DAG of PARALLEL_STEPS calls of ``step``, each in its task group ``s01`` ..."""
+    with DAG(dag_id=dag_id, description=description, **_COMMON) as parallel:
+        for index in range(1, PARALLEL_STEPS + 1):
+            with TaskGroup(group_id=f"s{index:02d}"):
+                step()
+    return parallel
+
+
+dag = _parallel(
+    dag_id, "12 parallel Sleeper steps: deferrable against blocking waits",
+    lambda: JIDSlurmOperator(task_id="Sleeper", max_cores=1, poke_interval=30.0),
+)
+dag_triggerer = _parallel(
+    f"{dag_id}_triggerer", "12 parallel Sleeper steps started in the triggerer",
+    lambda: JIDSlurmOperator(
+        task_id="Sleeper", max_cores=1, poke_interval=30.0, start_in_triggerer=True
+    ),
+)
+dag_sensors = _parallel(
+    f"{dag_id}_sensors",
+    "12 parallel DateTimeSensorAsync started in the triggerer: the baseline",
+    lambda: BaselineSensor(
+        task_id="Sleeper",
+        start_from_trigger=True,
+        end_from_trigger=True,
+        target_time=(
+            "{{ (dag_run.start_date + macros.timedelta("
+            "seconds=dag_run.conf.get('seconds', 20))).isoformat() }}"
+        ),
+    ),
+)
