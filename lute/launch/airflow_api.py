@@ -26,8 +26,17 @@ from tenacity import (
 )
 
 from lute.airflow.client import bearer
+from lute.launch.airflow_sqlite import CONNECT_ARGS as SQLITE_CONNECT_ARGS
 
 HEALTH_NEEDED = ("metadatabase", "scheduler", "triggerer")
+
+READ_TIMEOUT_S = SQLITE_CONNECT_ARGS["timeout"] + 10.0
+"""How long an answer may take: longer than the embedded stack's SQLite lock wait.
+
+An API server whose request waits for the metadata database's write lock
+answers late, not never; giving up sooner only resends the request to the
+same queue (and, under load, reported a busy Airflow as unreachable).
+"""
 
 
 class AirflowError(Exception):
@@ -79,7 +88,7 @@ class AirflowClient:
         username: str | None = None,
         password: str | None = None,
         token: str | None = None,
-        timeout: float = 10.0,
+        timeout: float = READ_TIMEOUT_S,
         attempts: int = 3,
         trigger_retry_s: float = 20.0,
         transport: httpx.BaseTransport | None = None,
@@ -90,7 +99,7 @@ class AirflowClient:
         self._token = token
         self.attempts = attempts
         self.trigger_retry_s = trigger_retry_s
-        # a short connect timeout: an unroutable host must fail within ~10 s in all
+        # a short connect timeout: an unroutable host must still fail within ~10 s
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),

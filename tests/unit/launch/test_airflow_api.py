@@ -10,6 +10,7 @@ from lute.launch.airflow_api import (
     AirflowNotFoundError,
     AirflowUnreachableError,
 )
+from lute.launch.airflow_sqlite import CONNECT_ARGS as SQLITE_CONNECT_ARGS
 
 
 def _client(handler, **kw) -> AirflowClient:
@@ -194,3 +195,11 @@ def test_trigger_does_not_resend_a_refused_request():
     with pytest.raises(AirflowError):
         _client(handler, token="t").trigger("lute_test", "lute_1", {})
     assert len(posts) == 1
+
+
+def test_an_answer_may_take_longer_than_the_embedded_stacks_lock_wait():
+    # an API server waiting on SQLite's write lock answers late; the client
+    # must not give up (and resend into the same queue) before it can answer
+    timeout = AirflowClient("http://airflow.test")._http.timeout
+    assert timeout.read is not None and timeout.read > SQLITE_CONNECT_ARGS["timeout"]
+    assert timeout.connect is not None and timeout.connect <= 3.0
