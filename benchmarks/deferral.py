@@ -9,15 +9,18 @@ slot while they wait (``jid_deferrable: false``), and a third time with
 every step started in the triggerer (``lute_bench_parallel_triggerer``:
 submission included, no worker slot until the job ends). With 4 worker slots
 the blocking run needs three waves of 20 s; the deferrable runs need one.
-The baseline, in the same stack: ``lute_bench_parallel_sensors``, 12 of
-Airflow's own ``DateTimeSensorAsync`` started in the triggerer, each waiting
-until the run's start plus the step's length: what Airflow alone needs to
-start, wait out and end 12 such tasks, against which the steps' figure reads.
+The baselines, in the same stack: 12 of Airflow's own ``DateTimeSensorAsync``,
+each waiting the step's length from when it starts (as a step's job starts
+once the step has submitted it) and ending from its trigger:
+``lute_bench_parallel_sensors`` started in the triggerer, the baseline of the
+steps started there, and ``lute_bench_parallel_worker_sensors`` started in a
+worker and deferring from it, the baseline of the deferrable steps. Each is
+what Airflow alone needs to start, wait out and end 12 such tasks the same way.
 
 Printed: each run's wall time (trigger to end of run), the ratio deferrable /
 blocking (target <= 0.4) and to one step's length (target <= 1.15), the
-same for the sensors (Airflow's floor for that target) and the steps' wall
-time over the sensors', the largest number of worker slots held at once
+same for the sensors (Airflow's floor for that target) and each mode's wall
+time over its baseline's, the largest number of worker slots held at once
 (task instances in state ``running``, sampled every 0.25 s; deferred task
 instances hold none) and the worker slot-seconds used (the integral of that
 count over the run: what the waiting really costs).
@@ -53,6 +56,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "lute_bench_parallel"
 TRIGGERER_DAG_ID = "lute_bench_parallel_triggerer"
 SENSORS_DAG_ID = "lute_bench_parallel_sensors"
+WORKER_SENSORS_DAG_ID = "lute_bench_parallel_worker_sensors"
+SENSOR_DAG_IDS = (SENSORS_DAG_ID, WORKER_SENSORS_DAG_ID)
+BASELINE_OF = {"deferrable": "worker_sensors", "start_in_triggerer": "sensors"}
+"""Each mode of the steps against the sensors started the same way."""
 
 
 
@@ -166,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.airflow_url, username=stack.username, password=stack.password, timeout=30.0
         )
         client.login()
-        for dag_id in (DAG_ID, TRIGGERER_DAG_ID, SENSORS_DAG_ID):
+        for dag_id in (DAG_ID, TRIGGERER_DAG_ID, *SENSOR_DAG_IDS):
             client.wait_for_dag(dag_id)
             client.unpause(dag_id)
         budget = 20 * args.seconds + 300
@@ -177,20 +184,22 @@ def main(argv: list[str] | None = None) -> int:
                 client, {**run_conf(config, True), "dryrun": True}, "warmup", budget, dag_id
             )
             print(f"warm-up dry run of {dag_id}: {warm['state']} in {warm['wall_s']} s")
-        warm = measure(client, {"seconds": 1}, "warmup", budget, SENSORS_DAG_ID)
-        print(f"warm-up of {SENSORS_DAG_ID}: {warm['state']} in {warm['wall_s']} s")
+        for dag_id in SENSOR_DAG_IDS:
+            warm = measure(client, {"seconds": 1}, "warmup", budget, dag_id)
+            print(f"warm-up of {dag_id}: {warm['state']} in {warm['wall_s']} s")
         # The deferrable run first: no earlier job of the step, so its choice
         # to defer at once comes from the queued steps, not the step's history.
         modes = [
             ("deferrable", DAG_ID, True),
             ("start_in_triggerer", TRIGGERER_DAG_ID, True),
             ("sensors", SENSORS_DAG_ID, True),
+            ("worker_sensors", WORKER_SENSORS_DAG_ID, True),
             ("blocking", DAG_ID, False),
         ]
         results = {}
         for label, dag_id, deferrable in modes:
             conf = run_conf(config, deferrable, args.defer_after if deferrable else None)
-            if dag_id == SENSORS_DAG_ID:
+            if dag_id in SENSOR_DAG_IDS:
                 conf = {"seconds": args.seconds}
             result = measure(client, conf, label, budget, dag_id)
             print(json.dumps(result))
@@ -205,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             "target_ratio": 0.4,
             "all_succeeded": all(r["state"] == "success" for r in results.values()),
         }
-        sensors = results["sensors"]
-        for label in ("deferrable", "start_in_triggerer", "sensors"):
+        for label in ("deferrable", "start_in_triggerer", "sensors", "worker_sensors"):
             summary[f"{label}_wall_s"] = results[label]["wall_s"]
             summary[f"ratio_{label}_over_blocking"] = round(
                 results[label]["wall_s"] / blocking["wall_s"], 3
@@ -216,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             summary[f"ratio_{label}_over_one_step"] = round(
                 results[label]["wall_s"] / args.seconds, 3
             )
-            summary[f"ratio_{label}_over_sensors"] = round(
-                results[label]["wall_s"] / sensors["wall_s"], 3
+        for label, baseline in BASELINE_OF.items():
+            summary[f"ratio_{label}_over_{baseline}"] = round(
+                results[label]["wall_s"] / results[baseline]["wall_s"], 3
             )
         for label, result in results.items():
             summary[f"max_worker_slots_{label}"] = result["max_worker_slots_held"]

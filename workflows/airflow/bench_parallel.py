@@ -6,10 +6,13 @@ The run's conf key ``jid_deferrable`` (true/false) chooses whether the steps
 wait in the triggerer or hold a worker slot, so both modes share one DAG.
 ``lute_bench_parallel_triggerer`` is the same with every step started in the
 triggerer (submission included), so no step takes a worker slot before its
-job has ended. ``lute_bench_parallel_sensors`` is the baseline: 12 of
-Airflow's own ``DateTimeSensorAsync``, started in the triggerer and ended from
-it, each waiting until the run's start plus the conf key ``seconds``
-(default 20): what Airflow alone needs to run 12 such waits at once.
+job has ended. The baselines are 12 of Airflow's own ``DateTimeSensorAsync``,
+ended from the trigger, each waiting the conf key ``seconds`` (default 20)
+from when it starts, as a step's job does: ``lute_bench_parallel_sensors``
+started in the triggerer (against the steps started there),
+``lute_bench_parallel_worker_sensors`` started in a worker and deferring from
+it (against the deferrable steps): what Airflow alone needs to start, wait out
+and end 12 such waits at once.
 """
 
 from __future__ import annotations
@@ -56,16 +59,31 @@ dag_triggerer = _parallel(
         task_id="Sleeper", max_cores=1, poke_interval=30.0, start_in_triggerer=True
     ),
 )
+# Rendered where the sensor starts (in the triggerer for one started there,
+# else in the worker): its wait begins then, as a step's job begins once the
+# step has started and submitted it.
+_SECONDS_FROM_START = (
+    "{{ (macros.datetime.now().astimezone()"
+    " + macros.timedelta(seconds=dag_run.conf.get('seconds', 20))).isoformat() }}"
+)
+
+
+def _sensor(start_from_trigger: bool) -> BaselineSensor:
+    return BaselineSensor(
+        task_id="Sleeper",
+        start_from_trigger=start_from_trigger,
+        end_from_trigger=True,
+        target_time=_SECONDS_FROM_START,
+    )
+
+
 dag_sensors = _parallel(
     f"{dag_id}_sensors",
-    "12 parallel DateTimeSensorAsync started in the triggerer: the baseline",
-    lambda: BaselineSensor(
-        task_id="Sleeper",
-        start_from_trigger=True,
-        end_from_trigger=True,
-        target_time=(
-            "{{ (dag_run.start_date + macros.timedelta("
-            "seconds=dag_run.conf.get('seconds', 20))).isoformat() }}"
-        ),
-    ),
+    "12 parallel DateTimeSensorAsync started in the triggerer: a baseline",
+    lambda: _sensor(start_from_trigger=True),
+)
+dag_worker_sensors = _parallel(
+    f"{dag_id}_worker_sensors",
+    "12 parallel DateTimeSensorAsync deferring from a worker: a baseline",
+    lambda: _sensor(start_from_trigger=False),
 )
