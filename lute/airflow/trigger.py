@@ -51,6 +51,7 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from lute.airflow.client import AsyncJIDClient, JIDError, JIDUnavailableError, RetryPolicy
 from lute.airflow.control_document import StepIdentity
+from lute.airflow.dag_copy import release_dag_copy
 from lute.airflow.done_reuse import ReusedJob, areused_job
 from lute.airflow.hook import JIDEndpoint, JIDHook, conn_id_for_run
 from lute.airflow.hook_fields import DEFAULT_CONN_ID
@@ -243,6 +244,9 @@ class JIDJobTrigger(BaseTrigger):
                 doc, conf = await asyncio.to_thread(self._submission)
         except Exception as exc:
             raise _Ended(_error(f"cannot build the job: {exc}", {})) from exc
+        # Built: the context and the DAG copy behind it are not needed any more.
+        context, self._context = self._context, None
+        release_dag_copy(context, self.task_instance)
         self._current = doc
         return doc, conf
 

@@ -7,8 +7,11 @@ answers 503 to chosen requests to play a JID outage.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
+import types
+import weakref
 
 import httpx
 import pytest
@@ -223,6 +226,42 @@ async def test_started_in_the_triggerer_it_uses_the_context_airflow_rendered_wit
     assert events[0]["status"] == "rendered", events[0]
     assert "Tester" in " ".join(events[0]["rendering"]["argv"])
     assert not any(getattr(hop, "__name__", "") == "_submission" for hop in hops), hops
+
+
+class _Dag:
+    """Stands for the deserialized DAG (weakly referenceable, as Airflow's is)."""
+
+
+async def test_started_in_the_triggerer_it_lets_go_of_the_dag_once_its_job_is_built(
+    tmp_path,
+) -> None:
+    # Airflow hands each such trigger its own copy of the whole DAG, through the
+    # context and the task instance's task, and keeps both while the trigger
+    # runs: N waiting steps would hold N copies of N tasks.
+    dag = _Dag()
+    dag_alive = weakref.ref(dag)
+    task = types.SimpleNamespace(dag=dag)
+    del dag
+    async with in_process_jid(tmp_path, sleep_seconds=0.2) as jid:
+        trigger = _trigger_class(jid.asgi)(
+            submit={"user": "tester"}, jid_conn_id=CONN_ID, token=jid.token, wait_timeout=5.0,
+        )
+        ti = _RunContext(run_conf(jid.config), "s01.Sleeper")
+        ti.task = task  # type: ignore[attr-defined]
+        context = {**ti.get_template_context(), "dag": task.dag, "task": task, "ti": ti}
+        del task
+        trigger._task_instance = ti
+        trigger.render_template_fields(context)
+        events = await _events(trigger)
+    gc.collect()
+    assert events[0]["status"] == "finished", events[0]
+    assert events[0]["job"]["status"] == "DONE"
+    # the job is still the one of this task instance's try
+    assert events[0]["job"]["_id"] == StepIdentity(
+        "lute_unit", "start-s01.Sleeper", "s01.Sleeper", 1
+    ).uuid("job")
+    assert context == {}
+    assert dag_alive() is None
 
 
 async def test_started_in_the_triggerer_a_dry_run_renders_only(tmp_path) -> None:
