@@ -29,7 +29,8 @@ from its ``/metrics``: requests by route (less the benchmark's own reads of
 Printed per run: CPU in % of a core over the whole run and over the waiting
 window (sensors: from all N triggers started to the target; local steps:
 from all N deferred to the first success;
-slurm steps: from all N jobs submitted to their release), peak RSS, JID
+slurm steps: from all N jobs submitted to their release), peak RSS and
+the RSS at the end of each window, JID
 requests per second (all routes and ``/wait`` alone; a long poll counts when
 it returns), ticks per second and ``statuses`` calls (one ``squeue`` each)
 per tick, and the latency from the end of the wait to task success, as n,

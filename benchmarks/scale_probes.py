@@ -133,7 +133,11 @@ def _delta(first: dict, last: dict, keep) -> float:
 
 
 def window(samples: list[dict], start: float, end: float) -> dict:
-    """CPU % of a core, JID requests per second and backend calls per tick in [start, end]."""
+    """CPU % of a core, JID requests per second, backend calls per tick in [start, end].
+
+    Also the triggerer's RSS at the window's end: what the waiting holds once
+    the start-up's garbage could be collected, where the peak shows the start.
+    """
     inside = [s for s in samples if start <= s["t"] <= end]
     if len(inside) < 2:
         return {}
@@ -154,6 +158,7 @@ def window(samples: list[dict], start: float, end: float) -> dict:
         "poll_ticks_per_s": round(ticks / span, 2),
         "statuses_calls_per_tick": round(statuses / ticks, 2) if ticks else None,
         "load1_min_max": [round(min(loads), 2), round(max(loads), 2)],
+        "triggerer_rss_mb_at_end": round(last["triggerer_rss"] / 1e6, 1),
     }
 
 
