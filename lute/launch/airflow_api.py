@@ -10,8 +10,9 @@ call has a timeout; connection errors are retried (``attempts`` tries in all,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -59,6 +60,9 @@ class AirflowNotFoundError(AirflowError):
     """The DAG or run does not exist."""
 
 
+T = TypeVar("T")
+
+
 def _q(value: str) -> str:
     return quote(value, safe="")
 
@@ -76,6 +80,25 @@ def _is_transient(exc: BaseException) -> bool:
         and exc.status_code is not None
         and exc.status_code >= 500
     )
+
+
+def _stop_after_first_failure(seconds: float) -> Callable[[RetryCallState], bool]:
+    """A tenacity stop: give up ``seconds`` after the first failed answer.
+
+    Counted from that answer, not from the first request: one answer can take
+    a whole database lock wait (an API server request that waited out the
+    embedded stack's 30 s SQLite lock answers 500 only then), and a budget
+    counted from the start would then allow no second attempt.
+    """
+    first: list[float] = []
+
+    def stop(state: RetryCallState) -> bool:
+        now = state.outcome_timestamp or time.monotonic()
+        if not first:
+            first.append(now)
+        return now - first[0] > seconds
+
+    return stop
 
 
 class AirflowClient:
@@ -235,15 +258,33 @@ class AirflowClient:
         self.request("PATCH", f"/api/v2/dags/{_q(dag_id)}", json={"is_paused": False})
 
     def create_variable(self, key: str, value: str, description: str = "") -> bool:
-        """Create a Variable; False if one of that key already exists (it is left as it is)."""
+        """Create a Variable; False if one of that key already exists (it is left as it is).
+
+        A 5xx (a busy metadata database) is sent again, as :meth:`trigger` does;
+        a 409 after that may be this request's own earlier attempt.
+        """
         body = {"key": key, "value": value, "description": description}
-        try:
-            self.request("POST", "/api/v2/variables", json=body)
-        except AirflowError as exc:
-            if exc.status_code == 409:
-                return False
-            raise
-        return True
+
+        def attempt() -> bool:
+            try:
+                self.request("POST", "/api/v2/variables", json=body)
+            except AirflowError as exc:
+                if exc.status_code == 409:
+                    return False
+                raise
+            return True
+
+        return self._resending(attempt)
+
+    def _resending(self, attempt: Callable[[], T]) -> T:
+        """``attempt()``, sent again on a transient failure for ``trigger_retry_s``."""
+        retrying = Retrying(
+            retry=retry_if_exception(_is_transient),
+            stop=_stop_after_first_failure(self.trigger_retry_s),
+            wait=wait_exponential(multiplier=0.5, max=4.0),
+            reraise=True,
+        )
+        return retrying(attempt)
 
     def tasks(self, dag_id: str) -> list[dict[str, Any]]:
         """The DAG's tasks (``task_id``, ``operator_name``, ...)."""
@@ -291,13 +332,7 @@ class AirflowClient:
                     raise
                 return existing
 
-        retrying = Retrying(
-            retry=retry_if_exception(_is_transient),
-            stop=stop_after_delay(self.trigger_retry_s),
-            wait=wait_exponential(multiplier=0.5, max=4.0),
-            reraise=True,
-        )
-        return retrying(attempt)
+        return self._resending(attempt)
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """The run's details (``state``, dates)."""

@@ -1,5 +1,7 @@
 """The launcher's Airflow client: retries, error mapping, the token header, waiting for a DAG."""
 
+import time
+
 import httpx
 import pytest
 
@@ -203,3 +205,37 @@ def test_an_answer_may_take_longer_than_the_embedded_stacks_lock_wait():
     timeout = AirflowClient("http://airflow.test")._http.timeout
     assert timeout.read is not None and timeout.read > SQLITE_CONNECT_ARGS["timeout"]
     assert timeout.connect is not None and timeout.connect <= 3.0
+
+
+def test_trigger_resends_after_a_first_answer_slower_than_its_budget():
+    # The API server answers 500 only once it has waited out the database
+    # lock, which can take longer than the whole resend budget: the budget
+    # counts from that first failed answer, so there is a second attempt.
+    posts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(404, json={"detail": "not found"})
+        posts.append(request)
+        if len(posts) == 1:
+            time.sleep(1.2)
+            return httpx.Response(500, json=_DB_ERROR)
+        return httpx.Response(200, json={"dag_run_id": "lute_1", "state": "queued"})
+
+    run = _client(handler, token="t", trigger_retry_s=1.0).trigger("lute_test", "lute_1", {})
+    assert run["state"] == "queued"
+    assert len(posts) == 2
+
+
+@pytest.mark.parametrize(("second", "created"), [(201, True), (409, False)])
+def test_creating_a_variable_resends_after_a_server_error(second, created):
+    posts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        posts.append(request)
+        if len(posts) == 1:
+            return httpx.Response(500, json=_DB_ERROR)
+        return httpx.Response(second, json={"key": "k"})
+
+    assert _client(handler, token="t").create_variable("k", "v") is created
+    assert len(posts) == 2
