@@ -31,6 +31,9 @@ from lute.launch.airflow_sqlite import CONNECT_ARGS as SQLITE_CONNECT_ARGS
 
 HEALTH_NEEDED = ("metadatabase", "scheduler", "triggerer")
 
+HEALTH_WAIT_S = 60.0
+"""How long a component that reports unhealthy is given to recover before the launch fails."""
+
 READ_TIMEOUT_S = SQLITE_CONNECT_ARGS["timeout"] + 10.0
 """How long an answer may take: longer than the embedded stack's SQLite lock wait.
 
@@ -65,6 +68,10 @@ T = TypeVar("T")
 
 def _q(value: str) -> str:
     return quote(value, safe="")
+
+
+class _UnhealthyError(AirflowUnreachableError):
+    """Airflow answered, but a component it needs reports unhealthy."""
 
 
 class _TransientConflictError(AirflowError):
@@ -200,14 +207,31 @@ class AirflowClient:
             raise AirflowUnreachableError(f"Airflow health check answered {resp.status_code}")
         return resp.json()
 
-    def check_health(self, needed: tuple[str, ...] = HEALTH_NEEDED) -> None:
-        """Raise AirflowUnreachableError unless every ``needed`` component is healthy."""
-        body = self.health()
-        bad = [k for k in needed if (body.get(k) or {}).get("status") != "healthy"]
-        if bad:
-            raise AirflowUnreachableError(
-                f"Airflow at {self.base_url} is up but not healthy: {', '.join(bad)}"
-            )
+    def check_health(
+        self, needed: tuple[str, ...] = HEALTH_NEEDED, wait_s: float = HEALTH_WAIT_S
+    ) -> None:
+        """Raise AirflowUnreachableError unless every ``needed`` component is healthy.
+
+        A component that reports unhealthy is asked again for up to ``wait_s``
+        seconds: a busy metadata database delays the scheduler's and the
+        triggerer's heartbeats, and Airflow then reports them unhealthy for a
+        while although they run.
+        """
+
+        def once() -> None:
+            body = self.health()
+            bad = [k for k in needed if (body.get(k) or {}).get("status") != "healthy"]
+            if bad:
+                raise _UnhealthyError(
+                    f"Airflow at {self.base_url} is up but not healthy: {', '.join(bad)}"
+                )
+
+        Retrying(
+            retry=retry_if_exception_type(_UnhealthyError),
+            stop=stop_after_delay(wait_s),
+            wait=wait_exponential(multiplier=0.5, max=5.0),
+            reraise=True,
+        )(once)
 
     def connection_has_password(self, conn_id: str) -> bool | None:
         """Whether Airflow's stored connection ``conn_id`` carries a password (a token).

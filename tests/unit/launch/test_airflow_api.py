@@ -239,3 +239,32 @@ def test_creating_a_variable_resends_after_a_server_error(second, created):
 
     assert _client(handler, token="t").create_variable("k", "v") is created
     assert len(posts) == 2
+
+
+def _health(triggerer: str) -> dict:
+    return {"metadatabase": {"status": "healthy"}, "scheduler": {"status": "healthy"},
+            "triggerer": {"status": triggerer}}
+
+
+def test_a_component_reported_unhealthy_for_a_while_is_asked_again():
+    # a busy metadata database delays heartbeats: unhealthy, then healthy again
+    answers = [_health("unhealthy"), _health("unhealthy"), _health("healthy")]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answers.pop(0))
+
+    _client(handler).check_health(wait_s=30.0)
+    assert answers == []
+
+
+def test_a_component_that_stays_unhealthy_is_named():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json=_health("unhealthy"))
+
+    with pytest.raises(AirflowUnreachableError) as err:
+        _client(handler).check_health(wait_s=0.5)
+    assert "not healthy: triggerer" in str(err.value)
+    assert len(calls) >= 2
