@@ -144,19 +144,31 @@ def test_trigger_whose_first_request_landed_returns_that_run():
     assert seen[-1] == ("GET", "/api/v2/dags/lute_test/dagRuns/lute_1")
 
 
-def test_trigger_sends_again_after_a_conflict_of_another_run():
-    # two launches at once: Airflow's unique constraint tripped by the other
-    # request, while this run does not exist
-    posts = []
+def _first_post_fails(first: httpx.Response, after_s: float = 0.0):
+    """A handler whose first POST gets ``first`` (after ``after_s``), later ones a queued run.
+
+    No run exists to GET; returns the handler and the list of POSTs it saw.
+    """
+    posts: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
             return httpx.Response(404, json={"detail": "not found"})
         posts.append(request)
         if len(posts) == 1:
-            return httpx.Response(409, json={"detail": {"reason": "Unique constraint violation"}})
+            time.sleep(after_s)
+            return first
         return httpx.Response(200, json={"dag_run_id": "lute_1", "state": "queued"})
 
+    return handler, posts
+
+
+def test_trigger_sends_again_after_a_conflict_of_another_run():
+    # two launches at once: Airflow's unique constraint tripped by the other
+    # request, while this run does not exist
+    handler, posts = _first_post_fails(
+        httpx.Response(409, json={"detail": {"reason": "Unique constraint violation"}})
+    )
     run = _client(handler, token="t").trigger("lute_test", "lute_1", {})
     assert run["state"] == "queued"
     assert len(posts) == 2
@@ -211,17 +223,7 @@ def test_trigger_resends_after_a_first_answer_slower_than_its_budget():
     # The API server answers 500 only once it has waited out the database
     # lock, which can take longer than the whole resend budget: the budget
     # counts from that first failed answer, so there is a second attempt.
-    posts = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.method == "GET":
-            return httpx.Response(404, json={"detail": "not found"})
-        posts.append(request)
-        if len(posts) == 1:
-            time.sleep(1.2)
-            return httpx.Response(500, json=_DB_ERROR)
-        return httpx.Response(200, json={"dag_run_id": "lute_1", "state": "queued"})
-
+    handler, posts = _first_post_fails(httpx.Response(500, json=_DB_ERROR), after_s=1.2)
     run = _client(handler, token="t", trigger_retry_s=1.0).trigger("lute_test", "lute_1", {})
     assert run["state"] == "queued"
     assert len(posts) == 2
