@@ -4,8 +4,11 @@ Token auth: ``POST /auth/token`` with the user's name and password gives a JWT
 sent as ``Authorization: Bearer``; a ready token can be given instead. Every
 call has a timeout; connection errors are retried (``attempts`` tries in all,
 0.5 s before the second, doubling after) and then raised as
-:class:`AirflowUnreachableError`. A refused login or token is
-:class:`AirflowAuthError`. The password and token never appear in messages.
+:class:`AirflowUnreachableError`. Creating a run or a Variable is sent again
+after a 5xx, and the health check asked again while a component reports
+unhealthy: both happen while the metadata database is busy. A refused login
+or token is :class:`AirflowAuthError`. The password and token never appear
+in messages.
 """
 
 from __future__ import annotations
